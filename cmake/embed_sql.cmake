@@ -1,0 +1,17 @@
+# Writes OUT: a C file with every migration in FILES (sorted, named
+# NNN_name.sql) as pm_migrations[] = { {version, name, sql}, ... }.
+set(body "/* Generated from daemon/sql by cmake/embed_sql.cmake. */\n#include \"migrations.h\"\n\n")
+set(entries "")
+set(i 0)
+foreach(f ${FILES})
+  get_filename_component(base ${f} NAME_WE)
+  string(REGEX MATCH "^[0-9]+" ver "${base}")
+  math(EXPR ver "${ver}")
+  file(READ ${f} hex HEX)
+  string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," bytes "${hex}")
+  string(APPEND body "static const char sql_${i}[] = {${bytes}0x00};\n")
+  string(APPEND entries "  {${ver}, \"${base}\", sql_${i}},\n")
+  math(EXPR i "${i} + 1")
+endforeach()
+string(APPEND body "\nconst pm_migration_t pm_migrations[] = {\n${entries}  {0, 0, 0}};\n")
+file(WRITE ${OUT} "${body}")

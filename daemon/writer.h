@@ -1,0 +1,81 @@
+/*
+ * The PostgreSQL writer. Runs on the loop thread with libpq in
+ * non-blocking mode and never blocks the loop: host names are resolved
+ * with uv_getaddrinfo and passed as hostaddr, the socket is watched with a
+ * uv_poll_t (re-read after every PQconnectPoll, stopped before PQfinish).
+ * On every connect it migrates the schema (advisory transaction lock),
+ * refreshes the metric catalog and ensures partitions; then it ships the
+ * queue's records in sequence order, in batches: COPY into a temporary
+ * table, then INSERT ... ON CONFLICT (set overwrites, add sums; folded in
+ * the batch first). Connection and server errors are retried with capped
+ * backoff and jitter, logged once per episode. Layer: writer and spool.
+ */
+#ifndef PM_WRITER_H
+#define PM_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <portalmetrics/plugin.h>
+#include "queue.h"
+
+typedef struct pm_writer_opts {
+  const char *conninfo;       /* libpq conninfo or URI */
+  const char *password_file;  /* NULL: none (libpq's passfile still works) */
+  const char *daemon_id;      /* application_name, and later positions */
+  int64_t flush_interval_us;  /* ship at least this often when idle */
+  size_t batch_max;           /* records per transaction */
+  int64_t connect_timeout_us;
+  int64_t statement_timeout_us;
+  int64_t max_sample_age_us;  /* partitions from now - this */
+  int64_t retention_us;       /* 0: never drop partitions */
+} pm_writer_opts_t;
+
+typedef struct pm_writer_stats {
+  uint64_t shipped;       /* records committed */
+  uint64_t batches;       /* transactions committed */
+  uint64_t errors;        /* failed attempts */
+  uint64_t refused;       /* records refused (kind/series conflict in db) */
+  int connected;
+  int64_t last_ship_us;   /* wall clock of the last commit, 0: never */
+} pm_writer_stats_t;
+
+typedef struct pm_writer pm_writer_t;
+
+/* Copies opts. Does not connect yet. NULL on ENOMEM. */
+pm_writer_t *pm_writer_new(uv_loop_t *loop, const pm_writer_opts_t *opts,
+                           pm_queue_t *queue);
+
+/* Metric declarations to upsert into portalmetrics.metrics on every
+ * connect (and now, if connected): tables is an array of ntables
+ * NULL-name-terminated tables; copied. */
+int pm_writer_set_metrics(pm_writer_t *w, const pm_metric_decl_t *const *tables,
+                          size_t ntables);
+
+/* Start connecting and shipping. Returns 0; failures to connect are
+ * retried, not returned. */
+int pm_writer_start(pm_writer_t *w);
+
+/* The queue has records (the queue's on_ready calls this). */
+void pm_writer_kick(pm_writer_t *w);
+
+/*
+ * Ship what is queued, then stop: cb(arg, 0) once every record pushed
+ * before the call is committed, cb(arg, PM_ETIMEOUT) if timeout_us passes
+ * first (what is left stays queued). Either way the connection is closed
+ * and every handle is closed before cb runs. Called once.
+ */
+void pm_writer_drain(pm_writer_t *w, int64_t timeout_us,
+                     void (*cb)(void *arg, int status), void *arg);
+
+/* --migrate: connect, run the migrations, close; cb(arg, 0 or error). The
+ * writer must not have been started. Error messages are logged. */
+int pm_writer_migrate(pm_writer_t *w, void (*cb)(void *arg, int status),
+                      void *arg);
+
+void pm_writer_get_stats(const pm_writer_t *w, pm_writer_stats_t *out);
+
+/* After drain's or migrate's cb. */
+void pm_writer_free(pm_writer_t *w);
+
+#endif
