@@ -55,9 +55,9 @@ int pm_queue_full(pm_queue_t *q);
 /* Seq of the newest record pushed (0: none yet). */
 uint64_t pm_queue_last_seq(pm_queue_t *q);
 
-/* Loop thread. Refuse further pushes, fire pending completions with
- * PM_ESTOPPED... (they are already queued, so with 0), close the async
- * handle; cb (may be NULL) after the handle is closed. */
+/* Loop thread. Refuse further pushes, fire the pending completions (their
+ * records are queued, so with 0), close the async handle; cb (may be
+ * NULL) after the handle is closed. */
 void pm_queue_close(pm_queue_t *q, void (*cb)(void *arg), void *arg);
 /* After close's cb: free. Records not acked are lost with it (in-memory
  * queue only: the spool keeps them). */

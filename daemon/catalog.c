@@ -1,0 +1,62 @@
+/* The metrics the daemon declares itself (DESIGN.md "Canonical portal
+ * metrics" and the collectors' health). */
+#include "catalog.h"
+
+#include <string.h>
+
+const pm_metric_decl_t pm_canonical_metrics[] = {
+    {"portal.patients_enrolled", PM_GAUGE, "patients",
+     "patients with an activated portal account"},
+    {"portal.patients_used", PM_GAUGE, "patients",
+     "distinct patients who logged in during the trailing 30 days"},
+    {"portal.messages_sent", PM_COUNT, "messages",
+     "messages of every kind sent to patients (automated included)"},
+    {"portal.secure_messages_sent", PM_COUNT, "messages",
+     "secure messages patients sent to the care team"},
+    {"portal.secure_messages_received", PM_COUNT, "messages",
+     "secure messages patients received from the care team"},
+    {"portal.lab_reports_sent", PM_COUNT, "reports",
+     "lab/diagnostic reports released (final or corrected)"},
+    {"portal.lab_reports_viewed", PM_COUNT, "reports",
+     "lab/diagnostic reports patients viewed"},
+    {"portal.appointments_requested", PM_COUNT, "appointments",
+     "appointments made or requested"},
+    {"portal.appointments_canceled", PM_COUNT, "appointments",
+     "appointments canceled (HL7 SIU^S15; not S17 deletions)"},
+    {"clinic.patients_seen", PM_GAUGE, "patients",
+     "denominator: distinct patients seen in the trailing period"},
+    {"portal.invitations_sent", PM_COUNT, "invitations",
+     "portal invitations or activation codes issued"},
+    {"portal.accounts_activated", PM_COUNT, "accounts", "accounts activated"},
+    {"portal.appointments_noshow", PM_COUNT, "appointments",
+     "no-shows (SIU^S26)"},
+    {"clinic.patients_registered", PM_COUNT, "patients",
+     "patients registered (ADT^A04)"},
+    {NULL, 0, NULL, NULL}};
+
+const pm_metric_decl_t pm_daemon_metrics[] = {
+    {"portalmetricsd.collect_runs", PM_COUNT, "runs",
+     "collect runs finished, per minute"},
+    {"portalmetricsd.collect_duration_seconds", PM_GAUGE, "seconds",
+     "duration of the collector's last run"},
+    {"portalmetricsd.collect_last_success", PM_GAUGE, "unix seconds",
+     "wall-clock time of the collector's last successful run"},
+    {"portalmetricsd.collect_errors", PM_COUNT, "runs",
+     "failed or abandoned runs, per minute, by reason"},
+    {"portalmetricsd.runs_skipped", PM_COUNT, "runs",
+     "runs not started, per minute, by reason (overlap, busy)"},
+    {"portalmetricsd.samples_emitted", PM_COUNT, "samples",
+     "samples accepted from the collector, per minute"},
+    {"portalmetricsd.samples_refused", PM_COUNT, "samples",
+     "samples refused at emit, per minute, by reason"},
+    {NULL, 0, NULL, NULL}};
+
+const pm_metric_decl_t *pm_catalog_find(const pm_metric_decl_t *table,
+                                        const char *name) {
+  if (!table)
+    return NULL;
+  for (; table->name; table++)
+    if (strcmp(table->name, name) == 0)
+      return table;
+  return NULL;
+}

@@ -1,0 +1,98 @@
+/*
+ * Plugin instances and the host function table (pm_host_t): emit and its
+ * validation, settings, log, time, state directory. Layer: scheduler and
+ * loader.
+ */
+#ifndef PM_HOST_H
+#define PM_HOST_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+#include <portalmetrics/plugin.h>
+#include "config.h"
+#include "dedup.h"
+#include "loader.h"
+#include "queue.h"
+#include "series.h"
+
+/* Where accepted records go: the queue's push, or --once's printer. Same
+ * contract as pm_queue_push. */
+typedef int (*pm_sink_fn)(void *ctx, pm_rec_t *recs, size_t n, pm_done_cb done,
+                          void *done_arg);
+
+/* What every instance shares. Owned by main; outlives every instance. */
+typedef struct pm_host_ctx {
+  uv_loop_t *loop;
+  pm_series_registry_t *series;
+  pm_sink_fn sink;
+  void *sink_ctx;
+  const char *timezone;
+  const char *state_dir; /* NULL: no state (--once) */
+  pm_dedup_t *dedup;     /* idempotency keys; NULL: keys are ignored */
+  int64_t max_sample_age_us;
+} pm_host_ctx_t;
+
+/* Refusals by reason: index -code of the PM_E* error. */
+#define PM_REASONS (-PM_ERR_LAST + 1)
+
+struct pm_instance {
+  pm_host_ctx_t *ctx;
+  char *name;
+  pm_plugin_lib_t *lib;
+  pm_label_t *labels; /* the collector's labels, owned */
+  size_t n_labels;
+  size_t max_series;
+  pm_setting_t *settings; /* owned */
+  void *self;             /* the plugin's state, after create */
+  int created;
+  int internal; /* the daemon's own health emitter: may use portalmetricsd.* */
+
+  atomic_int stopping; /* set once: stop or release began */
+  atomic_int abandoned; /* the running collect passed its deadline */
+  atomic_int_fast64_t deadline_mono_us; /* 0: none */
+
+  /* Counters, read and reset by the scheduler's health report. */
+  atomic_uint_fast64_t emitted;
+  atomic_uint_fast64_t late; /* samples of abandoned runs, dropped */
+  atomic_uint_fast64_t duplicates; /* emits recognised by their key */
+  atomic_uint_fast64_t refused[PM_REASONS];
+
+  atomic_uint pending; /* completions not yet delivered */
+  /* Loop thread only. */
+  int released;        /* destroy as soon as pending reaches 0 */
+  pm_loader_t *loader; /* to put lib back, set by release */
+  void (*on_stopped)(pm_instance_t *inst, void *arg);
+  void *on_stopped_arg;
+
+  uv_mutex_t dir_mu;
+  char *dir; /* state_dir()'s answer, made on first use */
+};
+
+extern const pm_host_t pm_host_table;
+
+/* A new instance of lib for collector conf; takes a reference on lib and
+ * ownership of settings (even on failure). Does not call create. */
+pm_instance_t *pm_instance_new(pm_host_ctx_t *ctx, const pm_collector_conf_t *conf,
+                               pm_plugin_lib_t *lib, pm_setting_t *settings);
+
+/* The daemon's own emitter for a collector's health series: same name and
+ * labels, may emit portalmetricsd.*, no plugin. */
+pm_instance_t *pm_instance_new_internal(pm_host_ctx_t *ctx,
+                                        const pm_collector_conf_t *conf);
+
+/* Call the plugin's create. Loop thread. */
+int pm_instance_create(pm_instance_t *inst);
+
+/* Loop thread. The owner is done with inst: no collect runs and a
+ * listener has stopped. The plugin's destroy runs, and inst is freed,
+ * once every completion it is owed has been delivered. The lib reference
+ * is put back through loader. */
+void pm_instance_release(pm_instance_t *inst, pm_loader_t *loader);
+
+/* Emit as the daemon (health samples): like host->emit, never counted in
+ * the instance's own counters. */
+int pm_instance_emit_internal(pm_instance_t *inst, const pm_sample_t *samples,
+                              size_t n);
+
+#endif
