@@ -278,9 +278,10 @@ static void schedule(collector_t *c, uint64_t delay_ms) {
 
 static void on_handle_closed(uv_handle_t *h) {
   collector_t *c = h->data;
+  pm_scheduler_t *s = c->s; /* c may be freed below */
   c->handles--;
   collector_try_free(c);
-  check_stopped(c->s);
+  check_stopped(s);
 }
 
 static void unlink_from(collector_t **list, collector_t *c) {
@@ -308,10 +309,11 @@ static void collector_try_free(collector_t *c) {
 
 static void on_listener_stopped(pm_instance_t *inst, void *arg) {
   collector_t *c = arg;
+  pm_scheduler_t *s = c->s; /* c may be freed below */
   (void)inst;
   c->lstopping = 0;
   collector_try_free(c);
-  check_stopped(c->s);
+  check_stopped(s);
 }
 
 /* Move c from running to retiring and begin its stop. */
