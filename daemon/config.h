@@ -21,7 +21,8 @@ typedef struct pm_collector_conf {
   size_t n_labels;
   size_t max_series;   /* default 10000 */
   const config_setting_t *settings; /* borrowed from pm_config's config_t;
-                                       NULL if absent */
+                                       an empty group at the collector's
+                                       line if absent, never NULL */
   int line;            /* line of the collector's group */
   char *settings_path; /* "collectors.[0].settings", for messages */
 } pm_collector_conf_t;
@@ -63,10 +64,21 @@ typedef struct pm_config {
  * duplicate collector names, `targets`/`notifiers`/`isolate` (not
  * supported yet), and the secrets rule (an inline password in conninfo
  * only if the file is readable by no one but its owner and group root or
- * the daemon's user: mode & 007 == 0).
+ * the daemon's user: mode & 007 == 0). First of all the file itself must
+ * pass pm_path_check_owner (fileperm.h): "FILE: writable by group or
+ * others ..." with PM_ECONFIG. @include paths are relative to the
+ * config file's directory; a mistake in an included file names that file.
  */
 int pm_config_load(const char *path, pm_config_t **out, char *err,
                    size_t errlen);
+/*
+ * The same from text in memory; `name` stands for the file in messages.
+ * No file to check: the ownership check is skipped, and an inline
+ * password in conninfo is refused (no file mode vouches for it). For
+ * tests and fuzzing.
+ */
+int pm_config_load_string(const char *text, const char *name,
+                          pm_config_t **out, char *err, size_t errlen);
 void pm_config_free(pm_config_t *cfg);
 
 /* The collector named name, or NULL. */

@@ -102,9 +102,13 @@ static void report_health(collector_t *c) {
   uint64_t late = atomic_load(&c->inst->late);
   uint64_t refused[PM_REASONS];
 
+  /* ADD evaluates `lab` once: REASON has a side effect. */
 #define ADD(m, v, lab)                                                         \
-  smp[n++] = (pm_sample_t){(m), (lab), (lab) ? 1 : 0, bucket, (double)(v),     \
-                           PM_ADD}
+  do {                                                                         \
+    const pm_label_t *l_ = (lab);                                              \
+    smp[n++] = (pm_sample_t){(m), l_, l_ ? 1 : 0, bucket, (double)(v),         \
+                             PM_ADD};                                          \
+  } while (0)
 #define REASON(name)                                                           \
   (reason[nr] = (pm_label_t){"reason", (name)}, &reason[nr++])
 

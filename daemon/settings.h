@@ -18,7 +18,17 @@
  * returns PM_ECONFIG and writes one line to err:
  *   "/etc/x.conf:12: collectors.[0].settings.base_url: required setting missing"
  * (the line is the block's when the offending setting is absent). The
- * caller owns *out and frees it with pm_setting_free.
+ * caller owns *out and frees it with pm_setting_free. The tree owns
+ * copies of all strings: it does not need the config_t afterwards.
+ *
+ * Rules: PM_T_INT takes a libconfig int or int64 (1L); PM_T_FLOAT also
+ * takes an integer; PM_T_DURATION and PM_T_SIZE take strings (units.h);
+ * PM_T_LIST takes ( ) or [ ], each element checked against children[0].
+ * default_value is parsed as the type (booleans: true/false, yes/no,
+ * on/off, 1/0); a bad default is reported as a config error naming the
+ * setting. Lists and groups take no default_value; an absent optional
+ * group is built from its members' defaults, unless one of its members
+ * is required, in which case it stays absent.
  */
 int pm_settings_build(const config_setting_t *block,
                       const pm_setting_decl_t *decls, const char *file,
