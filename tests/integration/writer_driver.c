@@ -287,7 +287,7 @@ static void run(driver_t *d) {
       }
     } else if (strcmp(op, "gen") == 0) {
       pm_kind_t kind;
-      int64_t ts0;
+      int64_t ts0 = 0;
       char name[32];
       pm_label_t l = {"series", name};
       if (c->argc < 8 || parse_kind(c->argv[2], &kind) < 0 ||
