@@ -13,17 +13,17 @@
 #include <portalmetrics/plugin.h>
 
 typedef struct pm_collector_conf {
-  char *name;   /* [a-z0-9][a-z0-9_.-]*, unique */
-  char *plugin; /* plugin file name without .so */
+  char *name;          /* [a-z0-9][a-z0-9_.-]*, unique */
+  char *plugin;        /* plugin file name without .so */
   int64_t interval_us; /* poll plugins; default 60s */
   int64_t timeout_us;  /* poll plugins; default = interval, <= interval */
   pm_label_t *labels;  /* keys and values owned by this struct */
   size_t n_labels;
-  size_t max_series;   /* default 10000 */
+  size_t max_series;                /* default 10000 */
   const config_setting_t *settings; /* borrowed from pm_config's config_t;
                                        an empty group at the collector's
                                        line if absent, never NULL */
-  int line;            /* line of the collector's group */
+  int line;                         /* line of the collector's group */
   char *settings_path; /* "collectors.[0].settings", for messages */
 } pm_collector_conf_t;
 
@@ -39,15 +39,15 @@ typedef struct pm_config {
   int log_level;    /* PM_LOG_*; default info */
 
   /* database */
-  char *conninfo;        /* required */
-  char *password_file;   /* optional; read at connect */
-  int64_t flush_interval_us;   /* default 500ms */
-  int64_t retention_us;        /* 0: keep forever */
-  int64_t max_sample_age_us;   /* default 400d */
-  int64_t connect_timeout_us;  /* default 10s */
-  int64_t statement_timeout_us;/* default 60s */
-  size_t batch_max;            /* records per transaction; default 50000 */
-  int64_t drain_timeout_us;    /* on SIGTERM; default 10s */
+  char *conninfo;               /* required */
+  char *password_file;          /* optional; read at connect */
+  int64_t flush_interval_us;    /* default 500ms */
+  int64_t retention_us;         /* 0: keep forever */
+  int64_t max_sample_age_us;    /* default 400d */
+  int64_t connect_timeout_us;   /* default 10s */
+  int64_t statement_timeout_us; /* default 60s */
+  size_t batch_max;             /* records per transaction; default 50000 */
+  int64_t drain_timeout_us;     /* on SIGTERM; default 10s */
 
   /* spool */
   uint64_t spool_max_size; /* default 2GiB */
@@ -77,8 +77,8 @@ int pm_config_load(const char *path, pm_config_t **out, char *err,
  * password in conninfo is refused (no file mode vouches for it). For
  * tests and fuzzing.
  */
-int pm_config_load_string(const char *text, const char *name,
-                          pm_config_t **out, char *err, size_t errlen);
+int pm_config_load_string(const char *text, const char *name, pm_config_t **out,
+                          char *err, size_t errlen);
 void pm_config_free(pm_config_t *cfg);
 
 /* The collector named name, or NULL. */

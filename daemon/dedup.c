@@ -98,8 +98,8 @@ int pm_dedup_reserve(pm_dedup_t *d, const char *scope, const void *key,
     return PM_ENOMEM;
   memcpy(buf, scope, slen + 1);
   memcpy(buf + slen + 1, key, len);
-  if (!HMAC(EVP_sha256(), d->secret, sizeof(d->secret), buf, slen + 1 + len,
-            md, &mdlen)) {
+  if (!HMAC(EVP_sha256(), d->secret, sizeof(d->secret), buf, slen + 1 + len, md,
+            &mdlen)) {
     free(buf);
     return PM_EINTERNAL;
   }

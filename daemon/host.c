@@ -4,6 +4,7 @@
 #include "host.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -64,19 +65,33 @@ static const pm_metric_decl_t *metric_decl(const pm_instance_t *inst,
 
 static void log_refusal(pm_instance_t *inst, size_t i, const pm_sample_t *s,
                         int rc) {
+  uint64_t suppressed = 0;
+  int ok;
+
+  uv_mutex_lock(&inst->dir_mu);
+  ok = pm_ratelimit_ok(&inst->refuse_rl, mono_us(), &suppressed);
+  uv_mutex_unlock(&inst->dir_mu);
+  if (!ok)
+    return;
+  if (suppressed)
+    pm_log(PM_LOG_WARNING, inst->name, inst->lib ? inst->lib->name : NULL,
+           "%" PRIu64 " more emits refused in the last minute (counted in "
+           "portalmetricsd.samples_refused)",
+           suppressed);
   /* Values of labels are not logged: a misbehaving plugin could have put
    * something there that must not reach a log. */
   pm_log(PM_LOG_WARNING, inst->name, inst->lib ? inst->lib->name : NULL,
-         "sample %zu (metric \"%.128s\") refused: %s", i,
-         s->metric && pm_metric_name_valid(s->metric) ? s->metric : "(invalid)",
+         "emit refused at sample %zu (metric \"%.128s\"): %s", i,
+         s && s->metric && pm_metric_name_valid(s->metric) ? s->metric
+                                                           : "(invalid)",
          pm_strerror(rc));
 }
 
-static int validate_one(pm_instance_t *inst, const pm_sample_t *s, int64_t now,
-                        pm_rec_t *rec) {
+/* Pure checks of one sample, nothing recorded: an emit is all or nothing,
+ * so nothing may be interned before every sample passed. */
+static int check_one(pm_instance_t *inst, const pm_sample_t *s, int64_t now,
+                     pm_labelset_t *ls, int64_t *ts) {
   const pm_metric_decl_t *d;
-  pm_labelset_t ls;
-  const pm_series_t *series;
   int rc;
 
   if (!s->metric || !pm_metric_name_valid(s->metric) ||
@@ -89,20 +104,11 @@ static int validate_one(pm_instance_t *inst, const pm_sample_t *s, int64_t now,
     return PM_EKIND;
   if (!isfinite(s->value))
     return PM_EVALUE;
-  rec->ts_us = s->ts_us ? s->ts_us : now;
-  if ((rc = pm_ts_check(rec->ts_us, now, inst->ctx->max_sample_age_us)) != 0)
+  *ts = s->ts_us ? s->ts_us : now;
+  if ((rc = pm_ts_check(*ts, now, inst->ctx->max_sample_age_us)) != 0)
     return rc;
-  if ((rc = pm_labelset_build(&ls, inst->labels, inst->n_labels, s->labels,
-                              s->n_labels, inst->name)) != 0)
-    return rc;
-  rc = pm_series_intern(inst->ctx->series, inst->name,
-                        inst->internal ? SIZE_MAX : inst->max_series,
-                        s->metric, ls.l, ls.n, s->kind, &series);
-  if (rc != 0)
-    return rc;
-  rec->series = series;
-  rec->value = s->value;
-  return 0;
+  return pm_labelset_build(ls, inst->labels, inst->n_labels, s->labels,
+                           s->n_labels, inst->name);
 }
 
 static int emit(pm_instance_t *inst, const pm_sample_t *samples, size_t n,
@@ -121,19 +127,27 @@ static int emit(pm_instance_t *inst, const pm_sample_t *samples, size_t n,
       return PM_ESTOPPED;
     }
   }
-  if (n == 0)
-    return 0;
   if (n > 64 && !(recs = malloc(n * sizeof(*recs))))
     return PM_ENOMEM;
 
+  /* Check everything first, then intern: a refused emit leaves no series
+   * behind to use up max_series or fix a kind. */
   for (i = 0; i < n; i++) {
-    if ((rc = validate_one(inst, &samples[i], now, &recs[i])) != 0) {
-      if (!internal) {
-        atomic_fetch_add(&inst->refused[-rc], n);
-        log_refusal(inst, i, &samples[i], rc);
-      }
-      goto out;
-    }
+    pm_labelset_t ls;
+    if ((rc = check_one(inst, &samples[i], now, &ls, &recs[i].ts_us)) != 0)
+      goto refused;
+  }
+  for (i = 0; i < n; i++) {
+    pm_labelset_t ls;
+    int64_t ts;
+    check_one(inst, &samples[i], now, &ls, &ts);
+    rc = pm_series_intern(inst->ctx->series, inst->name,
+                          inst->internal ? SIZE_MAX : inst->max_series,
+                          samples[i].metric, ls.l, ls.n, samples[i].kind,
+                          &recs[i].series);
+    if (rc != 0)
+      goto refused;
+    recs[i].value = samples[i].value;
   }
 
   pm_durable_cb cb = NULL;
@@ -153,7 +167,8 @@ static int emit(pm_instance_t *inst, const pm_sample_t *samples, size_t n,
   }
   if (key && (keylen == 0 || keylen > 256)) {
     rc = PM_EINVAL;
-    goto out;
+    i = 0;
+    goto refused;
   }
   if (key && inst->ctx->dedup) {
     dup = pm_dedup_reserve(inst->ctx->dedup, inst->name, key, keylen, now,
@@ -193,6 +208,12 @@ out:
   if (recs != stackrecs)
     free(recs);
   return rc;
+refused:
+  if (!internal) {
+    atomic_fetch_add(&inst->refused[-rc], n);
+    log_refusal(inst, i, i < n ? &samples[i] : NULL, rc);
+  }
+  goto out;
 }
 
 static int host_emit(pm_instance_t *inst, const pm_sample_t *samples, size_t n,
@@ -309,10 +330,11 @@ static pm_instance_t *instance_alloc(pm_host_ctx_t *ctx,
     return NULL;
   inst->ctx = ctx;
   uv_mutex_init(&inst->dir_mu);
+  inst->refuse_rl.interval_us = 60 * INT64_C(1000000);
   inst->max_series = conf->max_series;
   inst->name = strdup(conf->name);
-  inst->labels = calloc(conf->n_labels ? conf->n_labels : 1,
-                        sizeof(*inst->labels));
+  inst->labels =
+      calloc(conf->n_labels ? conf->n_labels : 1, sizeof(*inst->labels));
   if (!inst->name || !inst->labels)
     goto fail;
   for (size_t i = 0; i < conf->n_labels; i++) {

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "dedup.h"
 #include "loader.h"
+#include "log.h"
 #include "queue.h"
 #include "series.h"
 
@@ -48,13 +49,13 @@ struct pm_instance {
   int created;
   int internal; /* the daemon's own health emitter: may use portalmetricsd.* */
 
-  atomic_int stopping; /* set once: stop or release began */
+  atomic_int stopping;  /* set once: stop or release began */
   atomic_int abandoned; /* the running collect passed its deadline */
   atomic_int_fast64_t deadline_mono_us; /* 0: none */
 
   /* Counters, read and reset by the scheduler's health report. */
   atomic_uint_fast64_t emitted;
-  atomic_uint_fast64_t late; /* samples of abandoned runs, dropped */
+  atomic_uint_fast64_t late;       /* samples of abandoned runs, dropped */
   atomic_uint_fast64_t duplicates; /* emits recognised by their key */
   atomic_uint_fast64_t refused[PM_REASONS];
 
@@ -65,15 +66,18 @@ struct pm_instance {
   void (*on_stopped)(pm_instance_t *inst, void *arg);
   void *on_stopped_arg;
 
-  uv_mutex_t dir_mu;
-  char *dir; /* state_dir()'s answer, made on first use */
+  uv_mutex_t dir_mu; /* guards dir and refuse_rl */
+  char *dir;         /* state_dir()'s answer, made on first use */
+  pm_ratelimit_t
+      refuse_rl; /* a plugin refused on every run logs once a minute */
 };
 
 extern const pm_host_t pm_host_table;
 
 /* A new instance of lib for collector conf; takes a reference on lib and
  * ownership of settings (even on failure). Does not call create. */
-pm_instance_t *pm_instance_new(pm_host_ctx_t *ctx, const pm_collector_conf_t *conf,
+pm_instance_t *pm_instance_new(pm_host_ctx_t *ctx,
+                               const pm_collector_conf_t *conf,
                                pm_plugin_lib_t *lib, pm_setting_t *settings);
 
 /* The daemon's own emitter for a collector's health series: same name and

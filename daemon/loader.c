@@ -67,13 +67,15 @@ static int check_settings(const pm_setting_decl_t *d, const char *where,
       return PM_EABI;
     }
     if ((d->type == PM_T_LIST || d->type == PM_T_GROUP) && !d->children) {
-      snprintf(err, errlen, "%s: setting \"%s\" is a list/group without children",
-               where, d->key);
+      snprintf(err, errlen,
+               "%s: setting \"%s\" is a list/group without children", where,
+               d->key);
       return PM_EABI;
     }
     if (d->type == PM_T_LIST && d->children->type == PM_T_LIST) {
-      snprintf(err, errlen, "%s: setting \"%s\": lists of lists are not supported",
-               where, d->key);
+      snprintf(err, errlen,
+               "%s: setting \"%s\": lists of lists are not supported", where,
+               d->key);
       return PM_EABI;
     }
     if (d->type == PM_T_GROUP &&
@@ -92,7 +94,8 @@ static int check_desc(const pm_plugin_lib_t *lib, char *err, size_t errlen) {
 
   snprintf(where, sizeof(where), "plugin \"%s\" (%s)", lib->name, lib->path);
   if (!d->name || strcmp(d->name, lib->name) != 0) {
-    snprintf(err, errlen, "%s: calls itself \"%s\"; the file must be named after the plugin",
+    snprintf(err, errlen,
+             "%s: calls itself \"%s\"; the file must be named after the plugin",
              where, d->name ? d->name : "(null)");
     return PM_EABI;
   }
@@ -100,10 +103,12 @@ static int check_desc(const pm_plugin_lib_t *lib, char *err, size_t errlen) {
     snprintf(err, errlen, "%s: has no create or destroy callback", where);
     return PM_EABI;
   }
-  if (d->mode == PM_POLL ? !d->collect
-                         : d->mode == PM_LISTENER ? !d->start || !d->stop : 1) {
+  if (d->mode == PM_POLL       ? !d->collect
+      : d->mode == PM_LISTENER ? !d->start || !d->stop
+                               : 1) {
     snprintf(err, errlen,
-             "%s: mode %d lacks its callbacks (poll: collect; listener: start and stop)",
+             "%s: mode %d lacks its callbacks (poll: collect; listener: start "
+             "and stop)",
              where, (int)d->mode);
     return PM_EABI;
   }
@@ -151,7 +156,8 @@ static int lib_open(pm_loader_t *l, const char *name, pm_plugin_lib_t *lib,
   }
   *(void **)&entry = dlsym(lib->dl, PM_PLUGIN_ENTRY_SYMBOL);
   if (!entry) {
-    snprintf(err, errlen, "plugin \"%s\" (%s): no %s symbol: not a portalmetrics plugin",
+    snprintf(err, errlen,
+             "plugin \"%s\" (%s): no %s symbol: not a portalmetrics plugin",
              name, lib->path, PM_PLUGIN_ENTRY_SYMBOL);
     return PM_EABI;
   }
@@ -171,8 +177,10 @@ static int lib_open(pm_loader_t *l, const char *name, pm_plugin_lib_t *lib,
     return PM_EABI;
   }
   if (d->size < offsetof(pm_plugin_t, destroy) + sizeof(d->destroy)) {
-    snprintf(err, errlen, "plugin \"%s\" (%s): descriptor of %zu bytes is too small for ABI %u",
-             name, lib->path, d->size, d->abi_major);
+    snprintf(
+        err, errlen,
+        "plugin \"%s\" (%s): descriptor of %zu bytes is too small for ABI %u",
+        name, lib->path, d->size, d->abi_major);
     return PM_EABI;
   }
   /* A newer minor's descriptor is larger: read the part we know. */

@@ -11,8 +11,8 @@
 static atomic_int log_max = PM_LOG_INFO;
 static int log_journal;
 
-static const char *const level_names[] = {
-    "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug"};
+static const char *const level_names[] = {"emerg",   "alert",  "crit", "error",
+                                          "warning", "notice", "info", "debug"};
 
 void pm_log_init(int max_level, int to_journal) {
   atomic_store(&log_max, max_level);
@@ -47,11 +47,10 @@ void pm_logv(int level, const char *collector, const char *plugin,
   vsnprintf(msg, sizeof(msg), fmt, ap);
 
   if (log_journal) {
-    sd_journal_send("MESSAGE=%s%s%s%s", collector ? "[" : "",
-                    collector ? collector : "", collector ? "] " : "", msg,
-                    "PRIORITY=%d", level, "COLLECTOR=%s",
-                    collector ? collector : "", "PLUGIN=%s",
-                    plugin ? plugin : "", NULL);
+    sd_journal_send(
+        "MESSAGE=%s%s%s%s", collector ? "[" : "", collector ? collector : "",
+        collector ? "] " : "", msg, "PRIORITY=%d", level, "COLLECTOR=%s",
+        collector ? collector : "", "PLUGIN=%s", plugin ? plugin : "", NULL);
     return;
   }
   /* One fprintf per line: stdio locks the stream, so lines from worker

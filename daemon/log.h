@@ -32,7 +32,7 @@ void pm_logv(int level, const char *collector, const char *plugin,
  * thread-safe: one per site, used from one thread. */
 typedef struct pm_ratelimit {
   int64_t interval_us;
-  int64_t last_us;   /* monotonic time of the last line logged, 0: never */
+  int64_t last_us; /* monotonic time of the last line logged, 0: never */
   uint64_t suppressed;
 } pm_ratelimit_t;
 

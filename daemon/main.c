@@ -62,17 +62,16 @@ typedef struct daemon_state {
 } daemon_state_t;
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: portalmetricsd -c FILE                 run (foreground)\n"
-          "       portalmetricsd -c FILE --check-config  validate, load "
-          "plugins, say what is wrong\n"
-          "       portalmetricsd -c FILE --once --stdout run each poll "
-          "collector once, print JSON Lines\n"
-          "       portalmetricsd -c FILE --migrate       create or migrate "
-          "the schema, then exit\n"
-          "       portalmetricsd [-c FILE | --plugin-dir DIR] --plugin-info "
-          "NAME\n"
-          "       portalmetricsd --version\n");
+  fprintf(f, "usage: portalmetricsd -c FILE                 run (foreground)\n"
+             "       portalmetricsd -c FILE --check-config  validate, load "
+             "plugins, say what is wrong\n"
+             "       portalmetricsd -c FILE --once --stdout run each poll "
+             "collector once, print JSON Lines\n"
+             "       portalmetricsd -c FILE --migrate       create or migrate "
+             "the schema, then exit\n"
+             "       portalmetricsd [-c FILE | --plugin-dir DIR] --plugin-info "
+             "NAME\n"
+             "       portalmetricsd --version\n");
 }
 
 /* ------------------------------------------------------------------ */
@@ -314,8 +313,7 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
     uv_timer_init(d.loop, &d.watchdog);
     d.watchdog.data = &d;
     d.watchdog_on = 1;
-    uv_timer_start(&d.watchdog, on_watchdog, wd_usec / 2000,
-                   wd_usec / 2000);
+    uv_timer_start(&d.watchdog, on_watchdog, wd_usec / 2000, wd_usec / 2000);
   }
   sd_notify(0, "READY=1");
 
@@ -408,23 +406,41 @@ int main(int argc, char **argv) {
 
   while ((o = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
     switch (o) {
-    case 'c': config_path = optarg; break;
-    case O_CHECK: check = 1; break;
-    case O_ONCE: once = 1; break;
-    case O_STDOUT: to_stdout = 1; break;
-    case O_MIGRATE: do_migrate = 1; break;
-    case O_INFO: info = optarg; break;
-    case O_PDIR: pdir = optarg; break;
+    case 'c':
+      config_path = optarg;
+      break;
+    case O_CHECK:
+      check = 1;
+      break;
+    case O_ONCE:
+      once = 1;
+      break;
+    case O_STDOUT:
+      to_stdout = 1;
+      break;
+    case O_MIGRATE:
+      do_migrate = 1;
+      break;
+    case O_INFO:
+      info = optarg;
+      break;
+    case O_PDIR:
+      pdir = optarg;
+      break;
     case O_VER:
-      printf("portalmetricsd %s (plugin ABI %d.%d)\n", PM_VERSION,
-             PM_ABI_MAJOR, PM_ABI_MINOR);
+      printf("portalmetricsd %s (plugin ABI %d.%d)\n", PM_VERSION, PM_ABI_MAJOR,
+             PM_ABI_MINOR);
       return 0;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return EXIT_USAGE;
+    case 'h':
+      usage(stdout);
+      return 0;
+    default:
+      usage(stderr);
+      return EXIT_USAGE;
     }
   }
-  if (optind < argc || (once != to_stdout) ||
-      (check + once + do_migrate > 1) || (!config_path && !info)) {
+  if (optind < argc || (once != to_stdout) || (check + once + do_migrate > 1) ||
+      (!config_path && !info)) {
     if (once != to_stdout)
       fprintf(stderr, "portalmetricsd: --once needs --stdout (and the other "
                       "way round)\n");

@@ -52,11 +52,10 @@ static void on_ready(void *arg) {
       const pm_series_t *s = recs[i].series;
       json_t *labels = json_loads(s->labels_json, 0, NULL);
       print_ts(recs[i].ts_us, ts, sizeof(ts));
-      json_t *line = json_pack("{s:s, s:o, s:s, s:f, s:s}", "metric",
-                               s->metric, "labels",
-                               labels ? labels : json_object(), "ts", ts,
-                               "value", recs[i].value, "kind",
-                               s->kind == PM_SET ? "set" : "add");
+      json_t *line =
+          json_pack("{s:s, s:o, s:s, s:f, s:s}", "metric", s->metric, "labels",
+                    labels ? labels : json_object(), "ts", ts, "value",
+                    recs[i].value, "kind", s->kind == PM_SET ? "set" : "add");
       char *text = line ? json_dumps(line, JSON_COMPACT) : NULL;
       if (text)
         printf("%s\n", text);

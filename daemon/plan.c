@@ -16,8 +16,8 @@ int pm_plan_build(pm_loader_t *loader, pm_config_t *cfg, pm_plan_t **out,
   }
   plan->cfg = cfg;
   plan->loader = loader;
-  plan->items = calloc(cfg->n_collectors ? cfg->n_collectors : 1,
-                       sizeof(*plan->items));
+  plan->items =
+      calloc(cfg->n_collectors ? cfg->n_collectors : 1, sizeof(*plan->items));
   if (!plan->items) {
     pm_plan_free(plan);
     return PM_ENOMEM;

@@ -22,8 +22,7 @@ pm_pool_t *pm_pool_new(uv_loop_t *loop, unsigned max_threads);
 
 /* Returns 0, PM_ENOMEM, or PM_ESTOPPED after shutdown began. after is
  * never called when submit fails. */
-int pm_pool_submit(pm_pool_t *p, pm_work_fn work, pm_after_fn after,
-                   void *arg);
+int pm_pool_submit(pm_pool_t *p, pm_work_fn work, pm_after_fn after, void *arg);
 
 /* Threads busy with a job right now. */
 unsigned pm_pool_busy(pm_pool_t *p);

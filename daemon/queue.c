@@ -140,8 +140,8 @@ size_t pm_queue_read(pm_queue_t *q, uint64_t after_seq, pm_rec_t *out,
 
   pthread_mutex_lock(&q->mu);
   if (q->len > 0) {
-    skip = after_seq + 1 > q->head_seq ? (size_t)(after_seq + 1 - q->head_seq)
-                                       : 0;
+    skip =
+        after_seq + 1 > q->head_seq ? (size_t)(after_seq + 1 - q->head_seq) : 0;
     for (size_t i = skip; i < q->len && n < max; i++)
       out[n++] = q->ring[(q->head + i) % q->size];
   }

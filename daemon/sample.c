@@ -187,8 +187,8 @@ char *pm_labels_json(const pm_label_t *labels, size_t n) {
   if (!obj)
     return NULL;
   for (size_t i = 0; i < n; i++) {
-    if (json_object_set_new(obj, labels[i].key,
-                            json_string(labels[i].value)) != 0) {
+    if (json_object_set_new(obj, labels[i].key, json_string(labels[i].value)) !=
+        0) {
       json_decref(obj);
       return NULL;
     }

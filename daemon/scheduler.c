@@ -23,10 +23,10 @@ typedef struct collector {
   uv_timer_t timer, deadline;
   int handles; /* open uv handles */
 
-  int running;     /* a collect is on the pool */
-  int started;     /* listener: start succeeded */
-  int stopping;    /* stop requested */
-  int lstopping;   /* listener: waiting for stopped() */
+  int running;   /* a collect is on the pool */
+  int started;   /* listener: start succeeded */
+  int stopping;  /* stop requested */
+  int lstopping; /* listener: waiting for stopped() */
   unsigned failures;
   uint64_t run_start_us; /* uv_hrtime based */
   int collect_rc;
@@ -106,8 +106,8 @@ static void report_health(collector_t *c) {
 #define ADD(m, v, lab)                                                         \
   do {                                                                         \
     const pm_label_t *l_ = (lab);                                              \
-    smp[n++] = (pm_sample_t){(m), l_, l_ ? 1 : 0, bucket, (double)(v),         \
-                             PM_ADD};                                          \
+    smp[n++] =                                                                 \
+        (pm_sample_t){(m), l_, l_ ? 1 : 0, bucket, (double)(v), PM_ADD};       \
   } while (0)
 #define REASON(name)                                                           \
   (reason[nr] = (pm_label_t){"reason", (name)}, &reason[nr++])
@@ -134,11 +134,16 @@ static void report_health(collector_t *c) {
     ADD("portalmetricsd.runs_skipped", c->skipped_busy - c->rep_skipped_busy,
         REASON("busy"));
   if (c->duration_fresh)
-    smp[n++] = (pm_sample_t){"portalmetricsd.collect_duration_seconds", NULL,
-                             0, now, c->last_duration_s, PM_SET};
+    smp[n++] = (pm_sample_t){"portalmetricsd.collect_duration_seconds",
+                             NULL,
+                             0,
+                             now,
+                             c->last_duration_s,
+                             PM_SET};
   if (c->last_success_us)
-    smp[n++] = (pm_sample_t){"portalmetricsd.collect_last_success", NULL, 0,
-                             now, (double)c->last_success_us / 1e6, PM_SET};
+    smp[n++] =
+        (pm_sample_t){"portalmetricsd.collect_last_success", NULL,  0, now,
+                      (double)c->last_success_us / 1e6,      PM_SET};
 #undef ADD
 #undef REASON
 
@@ -443,8 +448,8 @@ int pm_scheduler_apply(pm_scheduler_t *s, pm_plan_t *plan) {
     next = c->next;
     const pm_collector_conf_t *nc = pm_config_collector(plan->cfg, c->name);
     if (!nc || !pm_collector_conf_equal(c->conf, nc)) {
-      pm_log(PM_LOG_INFO, c->name, NULL, "%s", nc ? "changed: restarting"
-                                                   : "removed: stopping");
+      pm_log(PM_LOG_INFO, c->name, NULL, "%s",
+             nc ? "changed: restarting" : "removed: stopping");
       collector_stop(c);
     } else {
       c->conf = nc; /* the old plan goes away below */

@@ -16,8 +16,8 @@
  * decls and build the tree. `file` and `path` name where the block is for
  * messages, e.g. ("/etc/x.conf", "collectors.[0].settings"). On error
  * returns PM_ECONFIG and writes one line to err:
- *   "/etc/x.conf:12: collectors.[0].settings.base_url: required setting missing"
- * (the line is the block's when the offending setting is absent). The
+ *   "/etc/x.conf:12: collectors.[0].settings.base_url: required setting
+ * missing" (the line is the block's when the offending setting is absent). The
  * caller owns *out and frees it with pm_setting_free. The tree owns
  * copies of all strings: it does not need the config_t afterwards.
  *

@@ -22,6 +22,21 @@
  * txid_current(), and COMMIT as its own round trip so that a lost answer
  * to it can be settled after reconnecting. Only then are the records
  * acked in the queue.
+ *
+ * The direct path: the writer remembers, per series, the newest ts it has
+ * committed (a bounded map; only a hint, kept across reconnects). A batch
+ * whose series are all confirmed and whose every row is newer than its
+ * series' remembered ts cannot meet a row this writer wrote, so it skips
+ * the temporary table and the merge: BEGIN, binary COPY straight into
+ * portalmetrics.samples, txid_current(), COMMIT (the same in-doubt
+ * handling). A row written by someone else (an HA pair sharing a config,
+ * or a hand-made INSERT) makes the COPY fail with unique_violation (23505):
+ * nothing of it is applied, the transaction is rolled back and the same
+ * batch goes through the merge. A plain insert where no row exists is what
+ * the merge would have done, for set and add alike, so the two paths
+ * store the same values. After a fallback the next batches take the merge
+ * (1, 2, 4 ... up to 64 of them, reset by a direct success), so that a
+ * writer that keeps colliding does not pay for every batch twice.
  */
 #include "writer.h"
 
@@ -47,6 +62,8 @@
 #define PART_RETRIES 3
 #define DEFAULT_BATCH 10000
 #define PG_EPOCH_US INT64_C(946684800000000) /* 2000-01-01 in Unix us */
+#define HINT_MAX (256 * 1024) /* series remembered for the direct path */
+#define DIRECT_PENALTY_MAX 64 /* merge-only batches after a fallback */
 
 /* pg_advisory_xact_lock key of the migrations ('pmschema'). */
 #define MIGRATION_LOCK_KEY "8101258175499824481"
@@ -75,6 +92,15 @@ typedef struct iset {
   uint8_t *used;
   size_t cap, n;
 } iset_t;
+
+/* Series id -> newest ts committed by this writer (the direct path's
+ * hint): open addressing, at most HINT_MAX entries (when full it starts
+ * over: a forgotten series only takes the merge once more). */
+typedef struct imap {
+  int64_t *keys, *vals;
+  uint8_t *used;
+  size_t cap, n;
+} imap_t;
 
 typedef struct buf {
   char *p;
@@ -131,6 +157,10 @@ struct pm_writer {
   iset_t bad;       /* series ids the database has otherwise: refused */
   iset_t batch_ids; /* scratch: ids of this batch's new series */
   iset_t months;    /* partitions known to exist (year * 12 + month) */
+  imap_t newest;    /* series id -> newest ts committed (direct path hint) */
+  int direct;       /* this attempt of the batch takes the direct path */
+  unsigned direct_skip, direct_penalty; /* merge-only batches after a
+                                           fallback, and the next such run */
   int64_t *need_months;
   size_t nneed;
   buf_t series_buf, samples_buf;
@@ -144,6 +174,7 @@ struct pm_writer {
   char indoubt_xid[32];
   uint64_t indoubt_last;
   size_t indoubt_shipped, indoubt_refused;
+  int indoubt_direct;
 
   /* migrations */
   int schema_version;
@@ -282,6 +313,88 @@ static void iset_free(iset_t *s) {
 }
 
 /* ------------------------------------------------------------------ */
+/* int64 -> int64 map (the direct path's hint) */
+
+/* 1 and *v if k is present, else 0 */
+static int imap_get(const imap_t *m, int64_t k, int64_t *v) {
+  if (!m->cap)
+    return 0;
+  for (size_t i = mix64((uint64_t)k) & (m->cap - 1);;
+       i = (i + 1) & (m->cap - 1)) {
+    if (!m->used[i])
+      return 0;
+    if (m->keys[i] == k) {
+      *v = m->vals[i];
+      return 1;
+    }
+  }
+}
+
+static void imap_clear(imap_t *m) {
+  if (m->cap && m->n)
+    memset(m->used, 0, m->cap);
+  m->n = 0;
+}
+
+static void imap_free(imap_t *m) {
+  free(m->keys);
+  free(m->vals);
+  free(m->used);
+  memset(m, 0, sizeof *m);
+}
+
+/* Insert into a table known to have room. */
+static void imap_place(imap_t *m, int64_t k, int64_t v) {
+  for (size_t i = mix64((uint64_t)k) & (m->cap - 1);;
+       i = (i + 1) & (m->cap - 1)) {
+    if (!m->used[i]) {
+      m->used[i] = 1;
+      m->keys[i] = k;
+      m->vals[i] = v;
+      m->n++;
+      return;
+    }
+    if (m->keys[i] == k) {
+      m->vals[i] = v;
+      return;
+    }
+  }
+}
+
+/* Remember v for k if it is newer. Out of memory or full: forget (it is
+ * only a hint), never fail. */
+static void imap_raise(imap_t *m, int64_t k, int64_t v) {
+  int64_t old;
+  if (imap_get(m, k, &old)) {
+    if (v > old)
+      imap_place(m, k, v);
+    return;
+  }
+  if (m->n >= HINT_MAX)
+    imap_clear(m);
+  if ((m->n + 1) * 2 > m->cap) {
+    imap_t n = {0};
+    n.cap = m->cap ? m->cap * 2 : 64;
+    n.keys = malloc(n.cap * sizeof *n.keys);
+    n.vals = malloc(n.cap * sizeof *n.vals);
+    n.used = calloc(n.cap, 1);
+    if (!n.keys || !n.vals || !n.used) {
+      imap_free(&n);
+      imap_clear(m);
+      if (!m->cap)
+        return;
+    } else {
+      for (size_t i = 0; i < m->cap; i++)
+        if (m->used[i])
+          imap_place(&n, m->keys[i], m->vals[i]);
+      imap_free(m);
+      *m = n;
+    }
+  }
+  imap_place(m, k, v);
+}
+
+/* ------------------------------------------------------------------ */
 /* buffers and binary COPY */
 
 static int buf_reserve(buf_t *b, size_t more) {
@@ -370,6 +483,74 @@ static void copy_bool(buf_t *b, int v) {
   unsigned char c = v ? 1 : 0;
   buf_be32(b, 1);
   buf_put(b, &c, 1);
+}
+
+static unsigned char *put_be16(unsigned char *p, uint16_t v) {
+  p[0] = (unsigned char)(v >> 8);
+  p[1] = (unsigned char)v;
+  return p + 2;
+}
+
+static unsigned char *put_be32(unsigned char *p, uint32_t v) {
+  for (int i = 0; i < 4; i++)
+    p[i] = (unsigned char)(v >> (24 - 8 * i));
+  return p + 4;
+}
+
+static unsigned char *put_be64(unsigned char *p, uint64_t v) {
+  for (int i = 0; i < 8; i++)
+    p[i] = (unsigned char)(v >> (56 - 8 * i));
+  return p + 8;
+}
+
+/*
+ * The direct path's payload: rows (all but those of the series in skip)
+ * as COPY portalmetrics.samples (series_id, ts, value) FROM STDIN WITH
+ * (FORMAT binary). The format (PostgreSQL docs, "COPY", Binary Format),
+ * every integer in network byte order:
+ *   header:  the 11-byte signature "PGCOPY\n\377\r\n\0", int32 flags (0:
+ *            no OIDs), int32 length of the header extension (0);
+ *   a tuple: int16 field count (3), then per field int32 length (8) and
+ *            the value in its type's binary send format:
+ *              series_id  bigint       int64
+ *              ts         timestamptz  int64 microseconds since
+ *                                      2000-01-01 00:00 UTC
+ *              value      float8       the IEEE 754 double's 64 bits;
+ *   trailer: int16 -1.
+ * Each tuple is 2 + 3 * 12 = 38 bytes, so the buffer is sized once and
+ * filled through a pointer. Returns the number of tuples; -1 and b->oom
+ * when out of memory.
+ */
+#define DIRECT_TUPLE_LEN (2 + 3 * (4 + 8))
+static long copy_samples_direct(buf_t *b, const row_t *rows, size_t n,
+                                const iset_t *skip) {
+  static const char sig[11] = "PGCOPY\n\377\r\n"; /* with its NUL */
+  unsigned char *p;
+  long k = 0;
+  buf_reset(b);
+  if (buf_reserve(b, 11 + 8 + n * DIRECT_TUPLE_LEN + 2) < 0)
+    return -1;
+  p = (unsigned char *)b->p;
+  memcpy(p, sig, 11);
+  p = put_be32(p + 11, 0); /* flags */
+  p = put_be32(p, 0);      /* header extension length */
+  for (size_t i = 0; i < n; i++) {
+    uint64_t v;
+    if (skip->n && iset_has(skip, rows[i].s->id))
+      continue;
+    memcpy(&v, &rows[i].v, sizeof v);
+    p = put_be16(p, 3);
+    p = put_be32(p, 8);
+    p = put_be64(p, (uint64_t)rows[i].s->id);
+    p = put_be32(p, 8);
+    p = put_be64(p, (uint64_t)(rows[i].ts - PG_EPOCH_US));
+    p = put_be32(p, 8);
+    p = put_be64(p, v);
+    k++;
+  }
+  p = put_be16(p, 0xFFFF); /* trailer: -1 */
+  b->len = (size_t)(p - (unsigned char *)b->p);
+  return k;
 }
 
 /* ------------------------------------------------------------------ */
@@ -722,6 +903,7 @@ void pm_writer_free(pm_writer_t *w) {
   iset_free(&w->bad);
   iset_free(&w->batch_ids);
   iset_free(&w->months);
+  imap_free(&w->newest);
   free(w->series_buf.p);
   free(w->samples_buf.p);
   free(w);
@@ -927,6 +1109,8 @@ static void w_on_indoubt(void *arg, const pm_pg_result_t *r) {
     w->stats.shipped += w->indoubt_shipped;
     w->stats.refused += w->indoubt_refused;
     w->stats.batches++;
+    if (w->indoubt_direct)
+      w->stats.direct_batches++;
     w->stats.last_ship_us = wall_us();
   } else if (st && strcmp(st, "in progress") == 0) {
     w_fail(w, FAIL_SQL, "checking the last commit",
@@ -1339,6 +1523,32 @@ static int w_fold(pm_writer_t *w) {
   return 0;
 }
 
+/* Can the folded batch take the direct path? No new series (so every one
+ * is confirmed or refused), and every row newer than what this writer
+ * committed for its series. Rows are sorted by (series, ts): the first
+ * row of a series is its oldest. */
+static int w_direct_ok(pm_writer_t *w) {
+  size_t n = 0;
+  if (w->direct_skip) {
+    w->direct_skip--;
+    return 0;
+  }
+  if (w->nnew)
+    return 0;
+  for (size_t i = 0; i < w->nrows; i++) {
+    const row_t *r = &w->rows[i];
+    int64_t newest;
+    if (i && w->rows[i - 1].s->id == r->s->id)
+      continue;
+    if (w->bad.n && iset_has(&w->bad, r->s->id))
+      continue;
+    if (!imap_get(&w->newest, r->s->id, &newest) || r->ts <= newest)
+      return 0;
+    n++;
+  }
+  return n > 0;
+}
+
 static void w_ship(pm_writer_t *w) {
   w->nrecs = pm_queue_read(w->q, w->acked_seq, w->recs, w->batch_max);
   if (w->nrecs == 0) {
@@ -1355,6 +1565,7 @@ static void w_ship(pm_writer_t *w) {
     w_fail(w, FAIL_SQL, "preparing a batch", "out of memory", "");
     return;
   }
+  w->direct = w_direct_ok(w);
   w_ship_parts(w);
 }
 
@@ -1476,6 +1687,18 @@ static void w_on_committed(pm_writer_t *w, size_t shipped, size_t refused) {
   for (size_t i = 0; i < w->nnew; i++)
     if (!iset_has(&w->bad, w->newser[i]->id))
       iset_add(&w->confirmed, w->newser[i]->id);
+  /* remember each series' newest ts: the last row of its run */
+  for (size_t i = 0; i < w->nrows; i++) {
+    const row_t *r = &w->rows[i];
+    if (i + 1 < w->nrows && w->rows[i + 1].s->id == r->s->id)
+      continue;
+    if (!w->bad.n || !iset_has(&w->bad, r->s->id))
+      imap_raise(&w->newest, r->s->id, r->ts);
+  }
+  if (w->direct) {
+    w->stats.direct_batches++;
+    w->direct_penalty = 0;
+  }
   w->acked_seq = w->batch_last;
   pm_queue_ack(w->q, w->batch_last);
   w->stats.shipped += shipped;
@@ -1508,6 +1731,7 @@ static void w_on_commit(void *arg, const pm_pg_result_t *r) {
       w->indoubt_last = w->batch_last;
       w->indoubt_shipped = w->nrecs - refused;
       w->indoubt_refused = refused;
+      w->indoubt_direct = w->direct;
     }
     w_check(w, "committing a batch", r);
     return;
@@ -1528,6 +1752,21 @@ static void w_on_rollback(void *arg, const pm_pg_result_t *r) {
 static void w_on_ship_samples(void *arg, const pm_pg_result_t *r) {
   pm_writer_t *w = arg;
   const char *xid;
+  if (!r->ok && !r->broken && w->direct && strcmp(r->sqlstate, "23505") == 0) {
+    /* a row is there already (another writer, or a hand-made insert):
+     * nothing of the COPY was applied; merge the same batch instead */
+    w->stats.direct_fallbacks++;
+    w->direct = 0;
+    w->direct_penalty = w->direct_penalty ? w->direct_penalty * 2 : 1;
+    if (w->direct_penalty > DIRECT_PENALTY_MAX)
+      w->direct_penalty = DIRECT_PENALTY_MAX;
+    w->direct_skip = w->direct_penalty;
+    pm_debug("direct COPY of a batch (records up to seq %" PRIu64
+             ") met a row already stored (%s); merging it instead",
+             w->batch_last, r->error);
+    w_query(w, "rolling back", "ROLLBACK", 0, NULL, NULL, 0, w_on_rollback);
+    return;
+  }
   if (!r->ok && !r->broken && strcmp(r->sqlstate, "23514") == 0 &&
       w->part_retries < PART_RETRIES) {
     /* no partition for a row: someone dropped one we thought existed */
@@ -1544,11 +1783,35 @@ static void w_on_ship_samples(void *arg, const pm_pg_result_t *r) {
   w_query(w, "committing a batch", "COMMIT", 0, NULL, NULL, 0, w_on_commit);
 }
 
+/* The direct path: BEGIN, COPY straight into samples, txid_current(). */
+static void w_ship_direct(pm_writer_t *w) {
+  buf_t *b = &w->samples_buf;
+  pm_pg_copy_t copy;
+  if (copy_samples_direct(b, w->rows, w->nrows, &w->bad) < 0) {
+    w_fail(w, FAIL_SQL, "writing samples", "out of memory", "");
+    return;
+  }
+  copy.data = b->p;
+  copy.len = b->len;
+  w->in_txn = 1;
+  w_query(w, "writing samples",
+          "BEGIN; "
+          "COPY portalmetrics.samples (series_id, ts, value) FROM STDIN "
+          "WITH (FORMAT binary); "
+          "SELECT txid_current()",
+          0, NULL, &copy, 1, w_on_ship_samples);
+}
+
 static void w_ship_samples(pm_writer_t *w) {
   buf_t *b = &w->samples_buf;
   size_t nset = 0, nadd = 0;
   char sql[1536];
   pm_pg_copy_t copy;
+  if (w->direct && !w->in_txn) {
+    w_ship_direct(w);
+    return;
+  }
+  w->direct = 0;
   buf_reset(b);
   copy_header(b);
   for (size_t i = 0; i < w->nrows; i++) {

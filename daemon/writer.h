@@ -5,10 +5,17 @@
  * uv_poll_t (re-read after every PQconnectPoll, stopped before PQfinish).
  * On every connect it migrates the schema (advisory transaction lock),
  * refreshes the metric catalog and ensures partitions; then it ships the
- * queue's records in sequence order, in batches: COPY into a temporary
- * table, then INSERT ... ON CONFLICT (set overwrites, add sums; folded in
- * the batch first). Connection and server errors are retried with capped
- * backoff and jitter, logged once per episode. Layer: writer and spool.
+ * queue's records in sequence order, in batches folded first (set
+ * overwrites, add sums), each in one transaction. A batch of known series
+ * whose every ts is newer than what this writer committed for its series
+ * cannot conflict with its own rows: it goes by binary COPY straight into
+ * samples (the direct path). Any other batch, or a direct one that hits a
+ * unique violation (another daemon's rows), goes by COPY into temporary
+ * tables and INSERT ... ON CONFLICT (the merge path). A COMMIT whose
+ * answer was lost is settled with txid_status() after reconnecting, so an
+ * add is never applied twice. Connection and server errors are retried
+ * with capped backoff and jitter, logged once per episode. Layer: writer
+ * and spool.
  */
 #ifndef PM_WRITER_H
 #define PM_WRITER_H
@@ -20,24 +27,27 @@
 #include "queue.h"
 
 typedef struct pm_writer_opts {
-  const char *conninfo;       /* libpq conninfo or URI */
-  const char *password_file;  /* NULL: none (libpq's passfile still works) */
-  const char *daemon_id;      /* application_name, and later positions */
-  int64_t flush_interval_us;  /* ship at least this often when idle */
-  size_t batch_max;           /* records per transaction */
+  const char *conninfo;      /* libpq conninfo or URI */
+  const char *password_file; /* NULL: none (libpq's passfile still works) */
+  const char *daemon_id;     /* application_name, and later positions */
+  int64_t flush_interval_us; /* ship at least this often when idle */
+  size_t batch_max;          /* records per transaction */
   int64_t connect_timeout_us;
   int64_t statement_timeout_us;
-  int64_t max_sample_age_us;  /* partitions from now - this */
-  int64_t retention_us;       /* 0: never drop partitions */
+  int64_t max_sample_age_us; /* partitions from now - this */
+  int64_t retention_us;      /* 0: never drop partitions */
 } pm_writer_opts_t;
 
 typedef struct pm_writer_stats {
-  uint64_t shipped;       /* records committed */
-  uint64_t batches;       /* transactions committed */
-  uint64_t errors;        /* failed attempts */
-  uint64_t refused;       /* records refused (kind/series conflict in db) */
+  uint64_t shipped; /* records committed */
+  uint64_t batches; /* transactions committed */
+  uint64_t errors;  /* failed attempts */
+  uint64_t refused; /* records refused (kind/series conflict in db) */
   int connected;
-  int64_t last_ship_us;   /* wall clock of the last commit, 0: never */
+  int64_t last_ship_us;      /* wall clock of the last commit, 0: never */
+  uint64_t direct_batches;   /* batches committed by the direct path */
+  uint64_t direct_fallbacks; /* direct attempts that met a unique violation
+                                and went through the merge instead */
 } pm_writer_stats_t;
 
 typedef struct pm_writer pm_writer_t;

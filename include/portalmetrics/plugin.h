@@ -33,6 +33,10 @@
  * host->strerror(code) explains a code in one line. A function that takes a
  * callback and returns an error never calls that callback.
  *
+ * Building. `pkg-config --cflags --libs portalmetrics-plugin`. uv.h needs
+ * POSIX declarations: with a strict -std=c17 define _DEFAULT_SOURCE (the
+ * .pc file does) or _POSIX_C_SOURCE=200809L; -std=gnu17 needs nothing.
+ *
  * Privacy. Labels say where a number comes from (clinic, site, source),
  * never who: no patient identifier, name, date of birth or free text may
  * ever be put in a label, a log line or a file.
@@ -67,26 +71,26 @@ extern "C" {
  * ------------------------------------------------------------------- */
 enum pm_error {
   PM_OK = 0,
-  PM_EINVAL = -1,      /* an argument is invalid (NULL, out of range) */
-  PM_ENOMEM = -2,      /* out of memory */
-  PM_EMETRIC = -3,     /* metric name invalid, or not declared */
-  PM_ELABEL = -4,      /* label key/value invalid, too many, too long */
-  PM_ETS = -5,         /* timestamp too old or too far in the future */
-  PM_EVALUE = -6,      /* value is NaN or infinite */
-  PM_EKIND = -7,       /* series already has the other kind */
-  PM_ESERIES = -8,     /* the collector's max_series is reached */
-  PM_EBUSY = -9,       /* the daemon cannot take samples now: retry later */
-  PM_ESTOPPED = -10,   /* the instance is stopping or its run was abandoned */
-  PM_ENOTFOUND = -11,  /* no such setting */
-  PM_ETYPE = -12,      /* the setting has another type */
-  PM_ETIMEOUT = -13,   /* an operation ran out of time */
-  PM_EIO = -14,        /* an I/O error (file, socket) */
-  PM_EPEER = -15,      /* the peer answered something malformed or an error */
+  PM_EINVAL = -1,        /* an argument is invalid (NULL, out of range) */
+  PM_ENOMEM = -2,        /* out of memory */
+  PM_EMETRIC = -3,       /* metric name invalid, or not declared */
+  PM_ELABEL = -4,        /* label key/value invalid, too many, too long */
+  PM_ETS = -5,           /* timestamp too old or too far in the future */
+  PM_EVALUE = -6,        /* value is NaN or infinite */
+  PM_EKIND = -7,         /* series already has the other kind */
+  PM_ESERIES = -8,       /* the collector's max_series is reached */
+  PM_EBUSY = -9,         /* the daemon cannot take samples now: retry later */
+  PM_ESTOPPED = -10,     /* the instance is stopping or its run was abandoned */
+  PM_ENOTFOUND = -11,    /* no such setting */
+  PM_ETYPE = -12,        /* the setting has another type */
+  PM_ETIMEOUT = -13,     /* an operation ran out of time */
+  PM_EIO = -14,          /* an I/O error (file, socket) */
+  PM_EPEER = -15,        /* the peer answered something malformed or an error */
   PM_EUNREACHABLE = -16, /* the peer could not be reached */
-  PM_EAUTH = -17,      /* the peer refused our credentials */
-  PM_ECONFIG = -18,    /* a setting's value cannot be used */
-  PM_EABI = -19,       /* ABI mismatch */
-  PM_EINTERNAL = -20,  /* a bug: please report it */
+  PM_EAUTH = -17,        /* the peer refused our credentials */
+  PM_ECONFIG = -18,      /* a setting's value cannot be used */
+  PM_EABI = -19,         /* ABI mismatch */
+  PM_EINTERNAL = -20,    /* a bug: please report it */
   PM_ERR_LAST = -20
 };
 
@@ -143,7 +147,7 @@ typedef enum pm_metric_type {
  * declares itself). Listed in portalmetrics.metrics. Arrays of these end
  * with an entry whose name is NULL. */
 typedef struct pm_metric_decl {
-  const char *name;        /* e.g. "acme.queue_depth" */
+  const char *name; /* e.g. "acme.queue_depth" */
   pm_metric_type_t type;
   const char *unit;        /* e.g. "patients", "messages", "seconds", "1" */
   const char *description; /* one line */
@@ -151,8 +155,8 @@ typedef struct pm_metric_decl {
 
 typedef enum pm_setting_type {
   PM_T_STRING = 1,
-  PM_T_INT = 2,      /* 64-bit signed */
-  PM_T_FLOAT = 3,    /* double; an integer in the config is accepted */
+  PM_T_INT = 2,   /* 64-bit signed */
+  PM_T_FLOAT = 3, /* double; an integer in the config is accepted */
   PM_T_BOOL = 4,
   PM_T_DURATION = 5, /* "500ms", "15m", "2d": read as microseconds */
   PM_T_SIZE = 6,     /* "64MiB", "10kB", "512": read as bytes */
@@ -228,7 +232,9 @@ typedef struct pm_host {
   uint32_t abi_minor;
 
   /* Emit n samples, all or nothing: if any sample is invalid nothing is
-   * taken, the error says why, and the daemon counts and logs it. Any
+   * taken, the error says why, and the daemon counts and logs it. n may
+   * be 0 (e.g. a message that counts nothing still wants its completion,
+   * to acknowledge it). Any
    * thread. Returns 0, a validation error, PM_EBUSY (the daemon cannot
    * take samples now: a listener should refuse its upstream and let it
    * retry), or PM_ESTOPPED (a poll run past its deadline, or the instance
@@ -299,8 +305,8 @@ typedef struct pm_host {
   /* New functions are appended here. */
 } pm_host_t;
 
-#define PM_HOST_HAS(host, fn)                                                 \
-  ((host)->size >= offsetof(pm_host_t, fn) + sizeof((host)->fn) &&            \
+#define PM_HOST_HAS(host, fn)                                                  \
+  ((host)->size >= offsetof(pm_host_t, fn) + sizeof((host)->fn) &&             \
    (host)->fn != NULL)
 
 /* ---------------------------------------------------------------------
@@ -322,7 +328,7 @@ typedef struct pm_plugin {
   const char *description; /* one line */
   pm_plugin_mode_t mode;
 
-  const pm_metric_decl_t *metrics;  /* NULL-name terminated, may be NULL */
+  const pm_metric_decl_t *metrics;   /* NULL-name terminated, may be NULL */
   const pm_setting_decl_t *settings; /* NULL-key terminated, may be NULL */
 
   /* Make an instance from its validated settings (read them through the

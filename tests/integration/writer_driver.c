@@ -32,11 +32,15 @@
  *   waitfile PATH [S]    until PATH exists (exit 3 after S, default 60)
  *   mark TEXT            print "mark TEXT" on stdout (flushed)
  *   stats                print the writer's counters on stdout
+ *   clock TEXT           print "clock TEXT SECONDS" (monotonic, for timing)
  * TS: unix seconds, "now" (the driver's start time, the same for the
  * whole script), or now[+-]N[smhd] (e.g. now-300d).
  *
  * At the end of the script: drain, print
- *   pushed=N shipped=S refused=R batches=B errors=E
+ *   pushed=N shipped=S refused=R batches=B errors=E connected=C direct=D
+ *   fallbacks=F
+ * (D: batches committed by the direct path, F: direct attempts that fell
+ * back to the merge on a unique violation)
  * and exit 0 if the drain shipped everything, 1 if not, 2 on bad usage.
  */
 #include <errno.h>
@@ -203,9 +207,10 @@ static void print_stats(driver_t *d, const char *prefix) {
   pm_writer_stats_t st;
   pm_writer_get_stats(d->w, &st);
   printf("%spushed=%" PRIu64 " shipped=%" PRIu64 " refused=%" PRIu64
-         " batches=%" PRIu64 " errors=%" PRIu64 " connected=%d\n",
+         " batches=%" PRIu64 " errors=%" PRIu64 " connected=%d direct=%" PRIu64
+         " fallbacks=%" PRIu64 "\n",
          prefix, d->pushed, st.shipped, st.refused, st.batches, st.errors,
-         st.connected);
+         st.connected, st.direct_batches, st.direct_fallbacks);
   fflush(stdout);
 }
 
@@ -356,6 +361,10 @@ static void run(driver_t *d) {
       d->deadline_us = 0;
     } else if (strcmp(op, "mark") == 0) {
       printf("mark %s\n", c->argc > 1 ? c->argv[1] : "");
+      fflush(stdout);
+    } else if (strcmp(op, "clock") == 0) {
+      printf("clock %s %.6f\n", c->argc > 1 ? c->argv[1] : "",
+             (double)mono_us() / 1e6);
       fflush(stdout);
     } else if (strcmp(op, "stats") == 0) {
       print_stats(d, "stats ");

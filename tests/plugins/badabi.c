@@ -7,8 +7,7 @@ static int create(pm_instance_t *inst, const pm_host_t *host, void **self) {
 static int collect(void *self, pm_instance_t *inst) {
   return 0;
 }
-static void destroy(void *self, pm_instance_t *inst) {
-}
+static void destroy(void *self, pm_instance_t *inst) {}
 
 static const pm_plugin_t plugin = {
     .abi_major = PM_ABI_MAJOR + 1,

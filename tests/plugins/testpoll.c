@@ -18,7 +18,8 @@ typedef struct state {
 } state_t;
 
 static const pm_setting_decl_t settings[] = {
-    {"metric", PM_T_STRING, "portal.appointments_requested", 0, "metric to emit", NULL},
+    {"metric", PM_T_STRING, "portal.appointments_requested", 0,
+     "metric to emit", NULL},
     {"kind", PM_T_STRING, "add", 0, "set or add", NULL},
     {"value", PM_T_FLOAT, "1", 0, "value of each sample", NULL},
     {"count", PM_T_INT, "1", 0, "samples per run", NULL},
@@ -26,12 +27,12 @@ static const pm_setting_decl_t settings[] = {
     {"ts", PM_T_INT, "0", 0, "fixed ts in unix seconds (0: now)", NULL},
     {"fail", PM_T_BOOL, "false", 0, "return an error from every collect", NULL},
     {"label", PM_T_STRING, "", 0, "value of label `site` (empty: none)", NULL},
-    {"key", PM_T_STRING, "", 0, "idempotency key of every emit (empty: none)", NULL},
+    {"key", PM_T_STRING, "", 0, "idempotency key of every emit (empty: none)",
+     NULL},
     {NULL, 0, NULL, 0, NULL, NULL}};
 
 static const pm_metric_decl_t metrics[] = {
-    {"test.gauge", PM_GAUGE, "1", "a test gauge"},
-    {NULL, 0, NULL, NULL}};
+    {"test.gauge", PM_GAUGE, "1", "a test gauge"}, {NULL, 0, NULL, NULL}};
 
 static int create(pm_instance_t *inst, const pm_host_t *host, void **self) {
   const pm_setting_t *root = host->settings(inst);
@@ -63,14 +64,15 @@ static int collect(void *self, pm_instance_t *inst) {
   int rc = 0;
 
   if (s->sleep_us > 0) {
-    struct timespec ts = {s->sleep_us / 1000000, (s->sleep_us % 1000000) * 1000};
+    struct timespec ts = {s->sleep_us / 1000000,
+                          (s->sleep_us % 1000000) * 1000};
     nanosleep(&ts, NULL);
   }
   if (s->fail)
     return PM_EPEER;
   for (int64_t i = 0; i < s->count && rc == 0; i++) {
-    pm_sample_t smp = {s->metric, &l, s->label[0] ? 1 : 0, s->ts_us, s->value,
-                       s->kind};
+    pm_sample_t smp = {s->metric, &l,       s->label[0] ? 1 : 0,
+                       s->ts_us,  s->value, s->kind};
     pm_emit_opts_t o = {.size = sizeof(o)};
     if (s->key[0]) {
       o.idem_key = s->key;
