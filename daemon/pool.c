@@ -28,6 +28,7 @@ struct pm_pool {
   job_t *done;                  /* finished, for the loop thread */
   unsigned nthreads, nidle, busy, max_threads;
   int stopping;
+  pm_ratelimit_t busy_rl; /* under mu */
   void (*shutdown_cb)(void *);
   void *shutdown_arg;
 };
@@ -113,6 +114,7 @@ pm_pool_t *pm_pool_new(uv_loop_t *loop, unsigned max_threads) {
   }
   p->async.data = p;
   p->max_threads = max_threads ? max_threads : 1;
+  p->busy_rl.interval_us = 60 * INT64_C(1000000);
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
   return p;
@@ -157,8 +159,11 @@ int pm_pool_submit(pm_pool_t *p, pm_work_fn work, pm_after_fn after,
       p->todo_head = p->todo_tail = NULL;
       free(j);
     }
-  } else if (p->nidle == 0) {
-    pm_warn("all %u collector threads are busy: runs wait for a thread",
+  } else if (p->nidle == 0 &&
+             pm_ratelimit_ok(&p->busy_rl, (int64_t)(uv_hrtime() / 1000),
+                             NULL)) {
+    pm_warn("all %u collector threads are busy (hung collectors?): runs "
+            "wait for a thread",
             p->max_threads);
   }
   pthread_cond_signal(&p->cv);

@@ -10,7 +10,9 @@ count() { q "SELECT coalesce(sum(value),0)::bigint FROM portalmetrics.samples_v 
 pm_conf "$T/r.conf" <<'CONF'
 collectors = (
   { name = "a"; plugin = "testpoll"; interval = "200ms"; },
-  { name = "keep"; plugin = "testpoll"; interval = "200ms"; }
+  { name = "keep"; plugin = "testpoll"; interval = "200ms"; },
+  { name = "slow"; plugin = "testpoll"; interval = "500ms"; timeout = "300ms";
+    settings = { sleep = "3s"; }; }
 );
 CONF
 pm_start "$T/r.conf"
@@ -46,5 +48,10 @@ grep -q "\[a\] removed: stopping" "$T/daemon.log" || fail "a not stopped"
 grep -q "\[keep\] changed" "$T/daemon.log" && fail "unchanged collector was restarted"
 sleep 1; a1=$(count a); sleep 1.5; a2=$(count a)
 [ "$a1" = "$a2" ] || fail "removed collector a still emits"
+# "slow" was removed while its run hung: the reload did not wait for it,
+# and its instance is destroyed only once the run returns (ASan guards).
+grep -q "\[slow\] removed: stopping" "$T/daemon.log" || fail "slow not stopped"
+sleep 2
+kill -0 "$DPID" || fail "daemon died after a hung collector was removed"
 pm_stop "$DPID" 5
 echo "reload: OK"
