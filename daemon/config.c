@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "confmsg.h"
 #include "fileperm.h"
 #include "log.h"
 #include "sample.h"
@@ -65,99 +66,21 @@ static const char *const collector_keys[] = {
  * Messages
  * ------------------------------------------------------------------- */
 
-static const char *type_name(int type) {
-  switch (type) {
-  case CONFIG_TYPE_INT:
-  case CONFIG_TYPE_INT64:
-    return "an integer";
-  case CONFIG_TYPE_FLOAT:
-    return "a float";
-  case CONFIG_TYPE_STRING:
-    return "a string";
-  case CONFIG_TYPE_BOOL:
-    return "a boolean";
-  case CONFIG_TYPE_GROUP:
-    return "a group";
-  case CONFIG_TYPE_ARRAY:
-    return "an array";
-  case CONFIG_TYPE_LIST:
-    return "a list";
-  default:
-    return "nothing";
-  }
-}
-
-/* "FILE:LINE: PATH: message" naming where s is (its own file when it
- * came from an @include). Returns PM_ECONFIG so callers can return it. */
-/* The file s was read from. libconfig records an @include'd file by
- * the name written in the directive; the include directory makes it a
- * path the operator can open. */
-static const char *source_file(const config_setting_t *s, const char *dflt,
-                               char *buf, size_t len) {
-  const char *f = config_setting_source_file(s);
-  const char *dir = s->config ? config_get_include_dir(s->config) : NULL;
-  int w;
-
-  if (!f)
-    return dflt;
-  if (f[0] == '/' || strcmp(f, dflt) == 0 || !dir || !*dir ||
-      strcmp(dir, ".") == 0)
-    return f;
-  w = snprintf(buf, len, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/",
-               f);
-  return w > 0 && (size_t)w < len ? buf : f;
-}
-
 static int fail(ctx_t *c, const config_setting_t *s, const char *path,
                 const char *fmt, ...) PM_PRINTF(4, 5);
 static int fail(ctx_t *c, const config_setting_t *s, const char *path,
                 const char *fmt, ...) {
-  char msg[512], fbuf[1024];
-  const char *file = c->file;
-  unsigned line = 1; /* the root group has no line of its own */
   va_list ap;
-
-  if (!c->err || c->errlen == 0)
-    return PM_ECONFIG;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  pm_confmsg_failv(c->err, c->errlen, c->file, s, path, fmt, ap);
   va_end(ap);
-  if (s) {
-    file = source_file(s, c->file, fbuf, sizeof(fbuf));
-    if (config_setting_source_line(s) > 0)
-      line = config_setting_source_line(s);
-  }
-  snprintf(c->err, c->errlen, "%s:%u: %s: %s", file, line, path, msg);
   return PM_ECONFIG;
-}
-
-/* s as it may appear in a one-line message: control characters become
- * '?', and a long value is cut, so a value can neither break the line
- * nor flood the log. */
-static const char *show(const char *s, char *buf, size_t len) {
-  size_t i = 0, max = len > 64 ? 64 : len - 1;
-
-  for (; s[i] && i < max; i++)
-    buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-  buf[i] = '\0';
-  if (s[i] && i >= 3)
-    memcpy(buf + i - 3, "...", 4);
-  return buf;
 }
 
 static int oom(ctx_t *c) {
   if (c->err && c->errlen)
     snprintf(c->err, c->errlen, "%s: out of memory", c->file);
   return PM_ENOMEM;
-}
-
-/* parent.key; a path too long for dst is cut, which only shortens a
- * message. */
-static void join(char *dst, size_t n, const char *parent, const char *key) {
-  int w = parent && *parent ? snprintf(dst, n, "%s.%s", parent, key)
-                            : snprintf(dst, n, "%s", key);
-  if (w < 0)
-    dst[0] = '\0';
 }
 
 static int set_str(ctx_t *c, char **dst, const char *v) {
@@ -201,7 +124,7 @@ static int check_keys(ctx_t *c, const config_setting_t *g, const char *gpath,
                        known[k]);
       off += w > 0 ? (size_t)w : 0;
     }
-    join(path, sizeof(path), gpath, name);
+    pm_confmsg_join(path, sizeof(path), gpath, name);
     return fail(c, m, path, "unknown setting (expected one of: %s)", list);
   }
   return 0;
@@ -214,14 +137,14 @@ static int typed(ctx_t *c, const config_setting_t *g, const char *gpath,
   const config_setting_t *s = member(g, key);
   int t;
 
-  join(path, pathlen, gpath, key);
+  pm_confmsg_join(path, pathlen, gpath, key);
   *sp = s;
   if (!s)
     return 0;
   t = config_setting_type(s);
   if (t == type || (type == CONFIG_TYPE_INT && t == CONFIG_TYPE_INT64))
     return 0;
-  return fail(c, s, path, "expected %s, got %s", want, type_name(t));
+  return fail(c, s, path, "expected %s, got %s", want, pm_confmsg_type(t));
 }
 
 static int required_missing(ctx_t *c, const config_setting_t *g,
@@ -271,7 +194,7 @@ static int get_duration(ctx_t *c, const config_setting_t *g, const char *gpath,
     return fail(c, s, path,
                 "invalid duration \"%s\" (examples: \"500ms\", \"15m\", "
                 "\"1h30m\", \"2d\")",
-                show(text, vbuf, sizeof(vbuf)));
+                pm_confmsg_show(text, vbuf, sizeof(vbuf)));
   if (v < min_us) {
     if (min_us == 1)
       return fail(c, s, path, "must be greater than 0");
@@ -300,7 +223,7 @@ static int get_size(ctx_t *c, const config_setting_t *g, const char *gpath,
     return fail(c, s, path,
                 "invalid size \"%s\" (examples: \"512MiB\", \"2GiB\", "
                 "\"10GB\")",
-                show(text, vbuf, sizeof(vbuf)));
+                pm_confmsg_show(text, vbuf, sizeof(vbuf)));
   if (v == 0)
     return fail(c, s, path, "must be greater than 0");
   *out = v;
@@ -411,7 +334,7 @@ static int load_daemon(ctx_t *c) {
     return fail(c, s, "daemon.id",
                 "invalid id \"%s\" (expected letters, digits, '_', '.', "
                 "'-', at most %d bytes)",
-                show(cfg->id, vbuf, sizeof(vbuf)), NAME_MAX_LEN);
+                pm_confmsg_show(cfg->id, vbuf, sizeof(vbuf)), NAME_MAX_LEN);
   if ((rc = get_string(c, g, "daemon", "state_dir", 0, &cfg->state_dir,
                        NULL)) != 0 ||
       (rc = get_string(c, g, "daemon", "plugin_dir", 0, &cfg->plugin_dir,
@@ -424,7 +347,7 @@ static int load_daemon(ctx_t *c) {
     return fail(c, s, "daemon.timezone",
                 "unknown time zone \"%s\" (expected an IANA name like "
                 "\"America/Denver\" that exists under /usr/share/zoneinfo)",
-                show(cfg->timezone, vbuf, sizeof(vbuf)));
+                pm_confmsg_show(cfg->timezone, vbuf, sizeof(vbuf)));
 
   if ((rc = get_string(c, g, "daemon", "log_level", 0, &level, &s)) != 0)
     return rc;
@@ -434,7 +357,7 @@ static int load_daemon(ctx_t *c) {
       rc = fail(c, s, "daemon.log_level",
                 "unknown log level \"%s\" (expected error, warning, notice, "
                 "info or debug)",
-                show(level, vbuf, sizeof(vbuf)));
+                pm_confmsg_show(level, vbuf, sizeof(vbuf)));
       free(level);
       return rc;
     }
@@ -467,7 +390,7 @@ static int check_conninfo(ctx_t *c, const config_setting_t *s) {
                 "Strings\" in the PostgreSQL manual)");
     else
       rc = fail(c, s, path, "invalid conninfo: %s",
-                show(errmsg, ebuf, sizeof(ebuf)));
+                pm_confmsg_show(errmsg, ebuf, sizeof(ebuf)));
     PQfreemem(errmsg);
     return rc;
   }
@@ -478,7 +401,7 @@ static int check_conninfo(ctx_t *c, const config_setting_t *s) {
   if (!has_password)
     return 0;
 
-  file = source_file(s, c->file, fbuf, sizeof(fbuf));
+  file = pm_confmsg_file(s, c->file, fbuf, sizeof(fbuf));
   priv = c->from_file ? pm_path_private(file, ferr, sizeof(ferr)) : 0;
   if (priv == 1)
     return 0;
@@ -570,10 +493,10 @@ static int load_labels(ctx_t *c, pm_collector_conf_t *col,
     const char *key = config_setting_name(l);
     const char *value;
 
-    join(path, sizeof(path), gpath, key);
+    pm_confmsg_join(path, sizeof(path), gpath, key);
     if (config_setting_type(l) != CONFIG_TYPE_STRING)
       return fail(c, l, path, "expected a string, got %s",
-                  type_name(config_setting_type(l)));
+                  pm_confmsg_type(config_setting_type(l)));
     value = config_setting_get_string(l);
     if (strcmp(key, "collector") == 0)
       return fail(c, l, path,
@@ -625,18 +548,18 @@ static int load_collector(ctx_t *c, const config_setting_t *g, size_t idx) {
   col->max_series = DEFAULT_MAX_SERIES;
   if (config_setting_type(g) != CONFIG_TYPE_GROUP)
     return fail(c, g, cpath, "expected a group { name = ...; ... }, got %s",
-                type_name(config_setting_type(g)));
+                pm_confmsg_type(config_setting_type(g)));
   if ((rc = check_keys(c, g, cpath, collector_keys)) != 0)
     return rc;
 
   if ((rc = get_string(c, g, cpath, "name", 1, &col->name, &s)) != 0)
     return rc;
-  join(path, sizeof(path), cpath, "name");
+  pm_confmsg_join(path, sizeof(path), cpath, "name");
   if (!name_valid(col->name, "_.-"))
     return fail(c, s, path,
                 "invalid collector name \"%s\" (expected [a-z0-9][a-z0-9_.-]*, "
                 "at most %d bytes)",
-                show(col->name, vbuf, sizeof(vbuf)), NAME_MAX_LEN);
+                pm_confmsg_show(col->name, vbuf, sizeof(vbuf)), NAME_MAX_LEN);
   for (size_t i = 0; i < idx; i++)
     if (strcmp(cfg->collectors[i].name, col->name) == 0)
       return fail(c, s, path,
@@ -645,13 +568,13 @@ static int load_collector(ctx_t *c, const config_setting_t *g, size_t idx) {
 
   if ((rc = get_string(c, g, cpath, "plugin", 1, &col->plugin, &s)) != 0)
     return rc;
-  join(path, sizeof(path), cpath, "plugin");
+  pm_confmsg_join(path, sizeof(path), cpath, "plugin");
   /* It becomes a file name under plugin_dir: no '/', no "..". */
   if (!name_valid(col->plugin, "_-"))
     return fail(c, s, path,
                 "invalid plugin name \"%s\" (expected [a-z0-9][a-z0-9_-]*: "
                 "the plugin's file name without .so)",
-                show(col->plugin, vbuf, sizeof(vbuf)));
+                pm_confmsg_show(col->plugin, vbuf, sizeof(vbuf)));
 
   if ((rc = get_duration(c, g, cpath, "interval", 1, &col->interval_us,
                          NULL)) != 0)
@@ -662,7 +585,7 @@ static int load_collector(ctx_t *c, const config_setting_t *g, size_t idx) {
     return rc;
   /* Runs never overlap: a timeout past the interval would skip runs. */
   if (to && col->timeout_us > col->interval_us) {
-    join(path, sizeof(path), cpath, "timeout");
+    pm_confmsg_join(path, sizeof(path), cpath, "timeout");
     pm_format_duration(col->timeout_us, a, sizeof(a));
     pm_format_duration(col->interval_us, b, sizeof(b));
     return fail(c, to, path, "timeout (%s) is longer than interval (%s)", a, b);
@@ -716,7 +639,7 @@ static int load_collectors(ctx_t *c) {
   if (t != CONFIG_TYPE_LIST && !(t == CONFIG_TYPE_ARRAY && n == 0))
     return fail(c, l, "collectors",
                 "expected a list of groups ( { ... }, { ... } ), got %s",
-                type_name(t));
+                pm_confmsg_type(t));
   if (n == 0)
     return 0;
   cfg->collectors = calloc((size_t)n, sizeof(*cfg->collectors));

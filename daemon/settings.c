@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "confmsg.h"
 #include "units.h"
 
 #define PATH_LEN 512
@@ -39,28 +40,6 @@ typedef struct bctx {
 /* ---------------------------------------------------------------------
  * Messages
  * ------------------------------------------------------------------- */
-
-static const char *cfg_type_name(int type) {
-  switch (type) {
-  case CONFIG_TYPE_INT:
-  case CONFIG_TYPE_INT64:
-    return "an integer";
-  case CONFIG_TYPE_FLOAT:
-    return "a float";
-  case CONFIG_TYPE_STRING:
-    return "a string";
-  case CONFIG_TYPE_BOOL:
-    return "a boolean";
-  case CONFIG_TYPE_GROUP:
-    return "a group";
-  case CONFIG_TYPE_ARRAY:
-    return "an array";
-  case CONFIG_TYPE_LIST:
-    return "a list";
-  default:
-    return "nothing";
-  }
-}
 
 /* What a setting of type t must look like, for "expected X, got Y". */
 static const char *want_name(pm_setting_type_t t) {
@@ -93,60 +72,15 @@ static const char *decl_type_name(pm_setting_type_t t) {
   return t >= PM_T_STRING && t <= PM_T_GROUP ? names[t] : "?";
 }
 
-/* The file s was read from. libconfig records an @include'd file by
- * the name written in the directive; the include directory makes it a
- * path the operator can open. */
-static const char *source_file(const config_setting_t *s, const char *dflt,
-                               char *buf, size_t len) {
-  const char *f = config_setting_source_file(s);
-  const char *dir = s->config ? config_get_include_dir(s->config) : NULL;
-  int w;
-
-  if (!f)
-    return dflt;
-  if (f[0] == '/' || strcmp(f, dflt) == 0 || !dir || !*dir ||
-      strcmp(dir, ".") == 0)
-    return f;
-  w = snprintf(buf, len, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/",
-               f);
-  return w > 0 && (size_t)w < len ? buf : f;
-}
-
 static int fail(bctx_t *c, const config_setting_t *s, const char *path,
                 const char *fmt, ...) PM_PRINTF(4, 5);
 static int fail(bctx_t *c, const config_setting_t *s, const char *path,
                 const char *fmt, ...) {
-  char msg[512], fbuf[1024];
-  const char *file = c->file;
-  unsigned line = 1;
   va_list ap;
-
-  if (!c->err || c->errlen == 0)
-    return PM_ECONFIG;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof(msg), fmt, ap);
+  pm_confmsg_failv(c->err, c->errlen, c->file, s, path, fmt, ap);
   va_end(ap);
-  if (s) {
-    file = source_file(s, c->file, fbuf, sizeof(fbuf));
-    if (config_setting_source_line(s) > 0)
-      line = config_setting_source_line(s);
-  }
-  snprintf(c->err, c->errlen, "%s:%u: %s: %s", file, line, path, msg);
   return PM_ECONFIG;
-}
-
-/* s as it may appear in a one-line message: control characters become
- * '?', and a long value is cut, so a value can neither break the line
- * nor flood the log. */
-static const char *show(const char *s, char *buf, size_t len) {
-  size_t i = 0, max = len > 64 ? 64 : len - 1;
-
-  for (; s[i] && i < max; i++)
-    buf[i] = (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
-  buf[i] = '\0';
-  if (s[i] && i >= 3)
-    memcpy(buf + i - 3, "...", 4);
-  return buf;
 }
 
 static int oom(bctx_t *c) {
@@ -230,7 +164,8 @@ static int from_default(bctx_t *c, const config_setting_t *where,
     return fail(c, where, path,
                 "the plugin's default \"%s\" is not a valid %s (a bug in "
                 "the plugin)",
-                show(text, vbuf, sizeof(vbuf)), decl_type_name(d->type));
+                pm_confmsg_show(text, vbuf, sizeof(vbuf)),
+                decl_type_name(d->type));
   }
   return 0;
 }
@@ -388,7 +323,7 @@ static int build_node(bctx_t *c, const config_setting_t *s,
       return fail(c, s, path,
                   "invalid duration \"%s\" (examples: \"500ms\", \"15m\", "
                   "\"1h30m\", \"2d\")",
-                  show(text, vbuf, sizeof(vbuf)));
+                  pm_confmsg_show(text, vbuf, sizeof(vbuf)));
     n->type = PM_T_DURATION;
     return 0;
   case PM_T_SIZE:
@@ -399,7 +334,7 @@ static int build_node(bctx_t *c, const config_setting_t *s,
       return fail(c, s, path,
                   "invalid size \"%s\" (examples: \"512kB\", \"64MiB\", "
                   "\"2GiB\")",
-                  show(text, vbuf, sizeof(vbuf)));
+                  pm_confmsg_show(text, vbuf, sizeof(vbuf)));
     n->type = PM_T_SIZE;
     return 0;
   case PM_T_LIST:
@@ -417,7 +352,7 @@ static int build_node(bctx_t *c, const config_setting_t *s,
                 (int)d->type);
   }
   return fail(c, s, path, "expected %s, got %s", want_name(d->type),
-              cfg_type_name(t));
+              pm_confmsg_type(t));
 }
 
 int pm_settings_build(const config_setting_t *block,
@@ -437,7 +372,7 @@ int pm_settings_build(const config_setting_t *block,
     path = "settings";
   if (block && config_setting_type(block) != CONFIG_TYPE_GROUP)
     return fail(&c, block, path, "expected a group { ... }, got %s",
-                cfg_type_name(config_setting_type(block)));
+                pm_confmsg_type(config_setting_type(block)));
   if (!(root = calloc(1, sizeof(*root))))
     return oom(&c);
   rc = build_group(&c, block, block, decls, path, root);

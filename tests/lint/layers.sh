@@ -2,7 +2,7 @@
 # The daemon's layering, checked from its #include "..." lines.
 #
 #   layer 0  bottom: log, errors, units, sample, catalog, series, config,
-#            settings, fileperm, dedup, migrations
+#            settings, fileperm, dedup, migrations, confmsg
 #   layer 1  writer and spool: queue, writer, pg_conn, spool*
 #   layer 2  scheduler and loader: scheduler, loader, host, plan, pool
 #   layer 3  main, once
@@ -27,7 +27,7 @@ cd "$src" || exit 2
 layer_of() {
   case "$1" in
   log | errors | units | sample | catalog | series | config | settings | \
-    fileperm | dedup | migrations)
+    fileperm | dedup | migrations | confmsg)
     echo 0 ;;
   queue | writer | pg_conn | spool*) echo 1 ;;
   scheduler | loader | host | plan | pool) echo 2 ;;
