@@ -49,6 +49,9 @@ const pm_metric_decl_t pm_daemon_metrics[] = {
      "samples accepted from the collector, per minute"},
     {"portalmetricsd.samples_refused", PM_COUNT, "samples",
      "samples refused at emit, per minute, by reason"},
+    {"portalmetricsd.emits_duplicate", PM_COUNT, "emits",
+     "emits recognised by their idempotency key and counted once, per "
+     "minute"},
     {NULL, 0, NULL, NULL}};
 
 const pm_metric_decl_t *pm_catalog_find(const pm_metric_decl_t *table,

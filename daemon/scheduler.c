@@ -36,10 +36,10 @@ typedef struct collector {
   uint64_t errors[PM_REASONS], rep_errors[PM_REASONS];
   uint64_t skipped_overlap, rep_skipped_overlap;
   uint64_t skipped_busy, rep_skipped_busy;
-  uint64_t rep_emitted, rep_late, rep_refused[PM_REASONS];
+  uint64_t rep_emitted, rep_late, rep_dups, rep_refused[PM_REASONS];
   double last_duration_s;
   int duration_fresh;
-  int64_t last_success_us;
+  int64_t last_success_us, rep_last_success_us;
 
   struct collector *next;
 } collector_t;
@@ -100,6 +100,7 @@ static void report_health(collector_t *c) {
   int64_t now = wall_us(), bucket = minute_floor(now);
   uint64_t emitted = atomic_load(&c->inst->emitted);
   uint64_t late = atomic_load(&c->inst->late);
+  uint64_t dups = atomic_load(&c->inst->duplicates);
   uint64_t refused[PM_REASONS];
 
   /* ADD evaluates `lab` once: REASON has a side effect. */
@@ -116,6 +117,8 @@ static void report_health(collector_t *c) {
     ADD("portalmetricsd.collect_runs", c->runs - c->rep_runs, NULL);
   if (emitted > c->rep_emitted)
     ADD("portalmetricsd.samples_emitted", emitted - c->rep_emitted, NULL);
+  if (dups > c->rep_dups)
+    ADD("portalmetricsd.emits_duplicate", dups - c->rep_dups, NULL);
   if (late > c->rep_late)
     ADD("portalmetricsd.samples_refused", late - c->rep_late, REASON("late"));
   for (int i = 1; i < PM_REASONS; i++) {
@@ -140,7 +143,8 @@ static void report_health(collector_t *c) {
                              now,
                              c->last_duration_s,
                              PM_SET};
-  if (c->last_success_us)
+  /* Only when it moved: the series then reads as the list of successes. */
+  if (c->last_success_us != c->rep_last_success_us)
     smp[n++] =
         (pm_sample_t){"portalmetricsd.collect_last_success", NULL,  0, now,
                       (double)c->last_success_us / 1e6,      PM_SET};
@@ -156,6 +160,7 @@ static void report_health(collector_t *c) {
   c->rep_runs = c->runs;
   c->rep_emitted = emitted;
   c->rep_late = late;
+  c->rep_dups = dups;
   for (int i = 1; i < PM_REASONS; i++) {
     c->rep_refused[i] = refused[i];
     c->rep_errors[i] = c->errors[i];
@@ -163,6 +168,7 @@ static void report_health(collector_t *c) {
   c->rep_skipped_overlap = c->skipped_overlap;
   c->rep_skipped_busy = c->skipped_busy;
   c->duration_fresh = 0;
+  c->rep_last_success_us = c->last_success_us;
 }
 
 static void on_health(uv_timer_t *t) {

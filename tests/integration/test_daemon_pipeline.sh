@@ -48,6 +48,8 @@ ev=$(q "SELECT sum(value)::bigint FROM portalmetrics.samples_v WHERE labels->>'c
 # The same idempotency key on every run: counted once.
 keyed=$(q "SELECT sum(value)::bigint FROM portalmetrics.samples_v WHERE labels->>'collector' = 'keyed' AND metric = 'portal.appointments_requested'")
 [ "$keyed" = 1 ] || fail "keyed: an emit repeated with one idempotency key counted $keyed times"
+dups=$(q "SELECT coalesce(sum(value),0)::bigint FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.emits_duplicate' AND labels->>'collector' = 'keyed'")
+[ "$dups" -ge 2 ] || fail "keyed: $dups duplicates reported, want the repeats counted"
 sets=$(q "SELECT count(*) || ' ' || max(value) FROM portalmetrics.samples_v WHERE labels->>'collector' = 'sets' AND metric = 'test.gauge'")
 [ "$sets" = "1 7.5" ] || fail "sets: got '$sets', want one row of 7.5"
 [ "$(q "SELECT kind FROM portalmetrics.series WHERE metric = 'test.gauge'")" = set ] || fail "series kind"
