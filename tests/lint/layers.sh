@@ -2,16 +2,17 @@
 # The daemon's layering, checked from its #include "..." lines.
 #
 #   layer 0  bottom: log, errors, units, sample, catalog, series, config,
-#            settings, fileperm, dedup, migrations, confmsg
-#   layer 1  writer and spool: queue, writer, pg_conn, spool*
+#            settings, fileperm, dedup, migrations, confmsg, idmap,
+#            copybuf, secret
+#   layer 1  writer and spool: queue, writer, writer_schema, pg_conn, spool*
 #   layer 2  scheduler and loader: scheduler, loader, host, plan, pool
 #   layer 3  main, once
 #
 # Rules:
 #   - daemon/X.c and daemon/X.h may include only headers of X's layer or
 #     below;
-#   - no cycles among modules (X.c + X.h form module X; X depends on Y when
-#     either file includes Y.h);
+#   - no cycles among modules (X.c + X.h form module X, and so does X_int.h,
+#     X's private header; X depends on Y when one of them includes Y.h);
 #   - every daemon file, and every header a daemon file includes, belongs
 #     to a layer (a new file must be added to the table below);
 #   - plugins/, tests/plugins/ and tests/oot/ include nothing of daemon/:
@@ -27,9 +28,9 @@ cd "$src" || exit 2
 layer_of() {
   case "$1" in
   log | errors | units | sample | catalog | series | config | settings | \
-    fileperm | dedup | migrations | confmsg)
+    fileperm | dedup | migrations | confmsg | idmap | copybuf | secret)
     echo 0 ;;
-  queue | writer | pg_conn | spool*) echo 1 ;;
+  queue | writer | writer_schema | pg_conn | spool*) echo 1 ;;
   scheduler | loader | host | plan | pool) echo 2 ;;
   main | once) echo 3 ;;
   *) echo "" ;;
@@ -61,6 +62,7 @@ trap 'rm -f "$edges"' EXIT
 for f in "${files[@]}"; do
   base=$(basename "$f")
   mod=${base%.*}
+  mod=${mod%_int} # X_int.h: module X's private header
   l=$(layer_of "$mod")
   if [ -z "$l" ]; then
     problem "$f: unknown file: add $base to a layer in tests/lint/layers.sh"
@@ -74,6 +76,7 @@ for f in "${files[@]}"; do
     esac
     ibase=$(basename "$inc")
     imod=${ibase%.*}
+    imod=${imod%_int}
     case "$ibase" in
     *.h) ;;
     *)
