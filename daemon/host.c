@@ -190,7 +190,13 @@ static int emit(pm_instance_t *inst, const pm_sample_t *samples, size_t n,
   atomic_fetch_add(&inst->pending, 1);
   /* A duplicate pushes no records, only its completion: the queue
    * delivers completions in order, so it fires after the original's. */
-  rc = inst->ctx->sink(inst->ctx->sink_ctx, recs, dup ? 0 : n, on_done, c);
+  pm_sink_key_t sk = {key, keylen, inst->name};
+  rc = inst->ctx->sink(inst->ctx->sink_ctx, recs, dup ? 0 : n,
+                       key && !inst->ctx->dedup ? &sk : NULL, on_done, c);
+  if (rc == 1) { /* the sink recognised the key */
+    dup = 1;
+    rc = 0;
+  }
   if (rc != 0) {
     atomic_fetch_sub(&inst->pending, 1);
     free(c);

@@ -17,9 +17,22 @@
 #include "queue.h"
 #include "series.h"
 
-/* Where accepted records go: the queue's push, or --once's printer. Same
- * contract as pm_queue_push. */
-typedef int (*pm_sink_fn)(void *ctx, pm_rec_t *recs, size_t n, pm_done_cb done,
+/* An emit's idempotency key, as the sink sees it. */
+typedef struct pm_sink_key {
+  const void *key;
+  size_t len;
+  const char *scope; /* the collector's name: two collectors never share keys */
+} pm_sink_key_t;
+
+/*
+ * Where accepted records go: the spool's append, or a queue's push (for
+ * --once). Same contract as pm_queue_push, plus the key (NULL: none):
+ * returns 1 for a duplicate (nothing taken; done fires after the
+ * original's completion). A sink without a key index of its own gets
+ * keys checked by the host against ctx->dedup instead (key then NULL).
+ */
+typedef int (*pm_sink_fn)(void *ctx, pm_rec_t *recs, size_t n,
+                          const pm_sink_key_t *key, pm_done_cb done,
                           void *done_arg);
 
 /* What every instance shares. Owned by main; outlives every instance. */
@@ -30,7 +43,9 @@ typedef struct pm_host_ctx {
   void *sink_ctx;
   const char *timezone;
   const char *state_dir; /* NULL: no state (--once) */
-  pm_dedup_t *dedup;     /* idempotency keys; NULL: keys are ignored */
+  /* Idempotency keys checked by the host, for sinks that keep no key
+   * index; NULL: keys go to the sink. */
+  pm_dedup_t *dedup;
   int64_t max_sample_age_us;
 } pm_host_ctx_t;
 

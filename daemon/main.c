@@ -76,8 +76,9 @@ static void usage(FILE *f) {
 
 /* ------------------------------------------------------------------ */
 
-static int sink_push(void *ctx, pm_rec_t *recs, size_t n, pm_done_cb done,
-                     void *arg) {
+static int sink_push(void *ctx, pm_rec_t *recs, size_t n,
+                     const pm_sink_key_t *key, pm_done_cb done, void *arg) {
+  (void)key; /* checked against d.dedup by the host */
   return pm_queue_push(ctx, recs, n, done, arg);
 }
 

@@ -105,8 +105,9 @@ static void on_deadline(uv_timer_t *t) {
   uv_close((uv_handle_t *)&r->deadline, on_timer_closed);
 }
 
-static int sink(void *ctx, pm_rec_t *recs, size_t n, pm_done_cb done,
-                void *arg) {
+static int sink(void *ctx, pm_rec_t *recs, size_t n, const pm_sink_key_t *key,
+                pm_done_cb done, void *arg) {
+  (void)key; /* one run: no retransmissions to recognise */
   return pm_queue_push(ctx, recs, n, done, arg);
 }
 

@@ -106,9 +106,24 @@ typedef struct fx {
   pm_instance_t *other;    /* made by a test, released by teardown */
 } fx_t;
 
-static int sink_push(void *ctx, pm_rec_t *recs, size_t n, pm_done_cb done,
+static int sink_push(void *ctx, pm_rec_t *recs, size_t n,
+                     const pm_sink_key_t *key, pm_done_cb done,
                      void *done_arg) {
   return pm_queue_push(ctx, recs, n, done, done_arg);
+}
+
+/* A sink with a key index of its own (as the spool has): it sees the key
+ * and answers 1 for one it knows, taking only the completion. */
+static pm_sink_key_t last_key;
+static int sink_keyed(void *ctx, pm_rec_t *recs, size_t n,
+                      const pm_sink_key_t *key, pm_done_cb done,
+                      void *done_arg) {
+  int dup = key && last_key.key && key->len == last_key.len &&
+            memcmp(key->key, last_key.key, key->len) == 0;
+  if (key)
+    last_key = *key;
+  int rc = pm_queue_push(ctx, recs, dup ? 0 : n, done, done_arg);
+  return rc ? rc : dup;
 }
 
 static int64_t wall_us(void) {
@@ -830,6 +845,29 @@ static void test_idem_key_invalid(void **state) {
   assert_int_equal(d.calls, 2);
 }
 
+/* A sink that keeps keys itself gets them (with the collector as scope),
+ * and its "duplicate" answer is counted and completed like the host's. */
+static void test_idem_key_sink(void **state) {
+  fx_t *f = *state;
+  durable_t d1 = {0}, d2 = {0};
+  pm_sample_t s = sample("portal.messages_sent", PM_ADD, 1);
+
+  f->ctx.dedup = NULL;
+  f->ctx.sink = sink_keyed;
+  last_key = (pm_sink_key_t){0};
+  pm_emit_opts_t o1 = opts_key(&d1, "A|F|7", 5);
+  pm_emit_opts_t o2 = opts_key(&d2, "A|F|7", 5);
+  assert_int_equal(emit(f->inst, &s, 1, &o1), 0);
+  assert_string_equal(last_key.scope, "c1");
+  assert_int_equal(emit(f->inst, &s, 1, &o2), 0);
+  assert_int_equal(pm_queue_len(f->q), 1);
+  check_counters(f->inst, 1, 0, 1, 0, 0);
+  run_loop(f);
+  assert_int_equal(d1.calls, 1);
+  assert_int_equal(d2.calls, 1);
+  assert_true(d1.order < d2.order);
+}
+
 /* A key whose emit failed is not burnt: the sender's retry is taken. */
 static void test_idem_key_not_burnt(void **state) { /* queue of 4 */
   fx_t *f = *state;
@@ -916,6 +954,7 @@ int main(void) {
                                       teardown),
       cmocka_unit_test_setup_teardown(test_idem_key, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idem_key_invalid, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_idem_key_sink, setup, teardown),
       cmocka_unit_test_setup_teardown(test_idem_key_not_burnt,
                                       setup_small_queue, teardown),
       cmocka_unit_test_setup_teardown(test_bad_args, setup, teardown),
