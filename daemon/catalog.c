@@ -49,6 +49,17 @@ const pm_metric_decl_t pm_daemon_metrics[] = {
      "samples accepted from the collector, per minute"},
     {"portalmetricsd.samples_refused", PM_COUNT, "samples",
      "samples refused at emit, per minute, by reason"},
+    {"portalmetricsd.spool_records", PM_GAUGE, "samples",
+     "samples accepted and not yet shipped to PostgreSQL"},
+    {"portalmetricsd.db_connected", PM_GAUGE, "1",
+     "1 while the writer holds a working database connection"},
+    {"portalmetricsd.shipped", PM_COUNT, "samples",
+     "samples committed to PostgreSQL, per minute"},
+    {"portalmetricsd.ship_retries", PM_COUNT, "attempts",
+     "failed ship or connect attempts, retried, per minute"},
+    {"portalmetricsd.ship_refused", PM_COUNT, "samples",
+     "samples the database refused (series kind or identity conflict), per "
+     "minute"},
     {"portalmetricsd.emits_duplicate", PM_COUNT, "emits",
      "emits recognised by their idempotency key and counted once, per "
      "minute"},

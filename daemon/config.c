@@ -560,6 +560,11 @@ static int load_collector(ctx_t *c, const config_setting_t *g, size_t idx) {
                 "invalid collector name \"%s\" (expected [a-z0-9][a-z0-9_.-]*, "
                 "at most %d bytes)",
                 pm_confmsg_show(col->name, vbuf, sizeof(vbuf)), NAME_MAX_LEN);
+  /* The daemon reports its own health under this collector name. */
+  if (strcmp(col->name, "portalmetricsd") == 0)
+    return fail(c, s, path,
+                "the collector name \"portalmetricsd\" is reserved for the "
+                "daemon's own metrics");
   for (size_t i = 0; i < idx; i++)
     if (strcmp(cfg->collectors[i].name, col->name) == 0)
       return fail(c, s, path,

@@ -28,6 +28,7 @@
 #include "pool.h"
 #include "queue.h"
 #include "scheduler.h"
+#include "selfmetrics.h"
 #include "series.h"
 #include "writer.h"
 
@@ -51,6 +52,7 @@ typedef struct daemon_state {
   pm_writer_t *writer;
   pm_pool_t *pool;
   pm_scheduler_t *sched;
+  pm_selfmetrics_t *self;
   pm_host_ctx_t ctx;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t watchdog;
@@ -184,6 +186,7 @@ static void begin_stop(daemon_state_t *d, const char *why) {
   d->stopping = 1;
   pm_info("%s: stopping", why);
   sd_notify(0, "STOPPING=1");
+  pm_selfmetrics_stop(d->self, NULL, NULL);
   pm_scheduler_stop(d->sched, STOP_GRACE_US, on_sched_stopped, d);
 }
 
@@ -291,7 +294,10 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
                           .dedup = d.dedup,
                           .max_sample_age_us = cfg->max_sample_age_us};
   d.sched = pm_scheduler_new(d.loop, &d.ctx, d.loader, d.pool, d.queue);
-  if (!d.series || !d.dedup || !d.queue || !d.pool || !d.writer || !d.sched) {
+  d.self =
+      d.writer ? pm_selfmetrics_new(d.loop, &d.ctx, d.writer, d.queue) : NULL;
+  if (!d.series || !d.dedup || !d.queue || !d.pool || !d.writer || !d.sched ||
+      !d.self) {
     pm_error("out of memory at start-up");
     return EXIT_RUNTIME;
   }
@@ -328,6 +334,7 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
     _exit(0);
   }
   pm_scheduler_free(d.sched);
+  pm_selfmetrics_free(d.self);
   pm_queue_free(d.queue);
   pm_series_registry_free(d.series);
   pm_dedup_free(d.dedup);

@@ -36,6 +36,10 @@ collectors = (
 );
 CONF
 expect_error bad_duration 'bad_duration.conf:[0-9]*: collectors.\[0\].settings.sleep'
+pm_conf "$T/reserved.conf" <<'CONF'
+collectors = ( { name = "portalmetricsd"; plugin = "testpoll"; } );
+CONF
+expect_error reserved 'reserved.conf:[0-9]*: collectors.\[0\].name: the collector name "portalmetricsd" is reserved'
 pm_conf "$T/ok.conf" <<'CONF'
 collectors = ( { name = "x"; plugin = "testpoll"; } );
 CONF

@@ -57,6 +57,11 @@ sets=$(q "SELECT count(*) || ' ' || max(value) FROM portalmetrics.samples_v WHER
 q "SELECT 1 FROM portalmetrics.latest WHERE metric = 'portalmetricsd.collect_last_success' LIMIT 1" | grep -q 1 \
   || fail "no health metrics"
 
+# The daemon's own health: what it shipped, that it was connected.
+shipped=$(q "SELECT coalesce(sum(value),0)::bigint FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.shipped' AND labels->>'collector' = 'portalmetricsd'")
+[ "$shipped" -gt 0 ] || fail "portalmetricsd.shipped not reported"
+[ "$(q "SELECT max(value) FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.db_connected'")" = 1 ] || fail "db_connected not reported"
+
 # --once --stdout: JSON Lines, no database; the listener is skipped.
 "$PMD" -c "$T/p.conf" --once --stdout >"$T/once.out" 2>"$T/once.log" || fail "--once failed"
 grep -q '"metric":"portal.appointments_requested"' "$T/once.out" || fail "--once: no sample"

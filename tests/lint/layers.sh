@@ -32,7 +32,7 @@ layer_of() {
     echo 0 ;;
   queue | writer | writer_schema | pg_conn | spool*) echo 1 ;;
   scheduler | loader | host | plan | pool) echo 2 ;;
-  main | once) echo 3 ;;
+  main | once | selfmetrics) echo 3 ;;
   *) echo "" ;;
   esac
 }

@@ -1,0 +1,25 @@
+/*
+ * The daemon's own health, beside each collector's: what waits to be
+ * shipped, what was shipped, retried, refused, every 10 s as
+ * portalmetricsd.* series with the label collector="portalmetricsd"
+ * (a name the config reserves), through the same pipeline. Layer: main.
+ */
+#ifndef PM_SELFMETRICS_H
+#define PM_SELFMETRICS_H
+
+#include <uv.h>
+#include "host.h"
+#include "queue.h"
+#include "writer.h"
+
+typedef struct pm_selfmetrics pm_selfmetrics_t;
+
+/* Reads from the writer and the queue; emits through ctx. */
+pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
+                                     pm_writer_t *writer, pm_queue_t *queue);
+/* Report once more, stop the timer; cb (may be NULL) once it is closed. */
+void pm_selfmetrics_stop(pm_selfmetrics_t *m, void (*cb)(void *), void *arg);
+/* After stop's cb. */
+void pm_selfmetrics_free(pm_selfmetrics_t *m);
+
+#endif
