@@ -60,6 +60,9 @@ const pm_metric_decl_t pm_daemon_metrics[] = {
     {"portalmetricsd.ship_refused", PM_COUNT, "samples",
      "samples the database refused (series kind or identity conflict), per "
      "minute"},
+    {"portalmetricsd.emits_busy", PM_COUNT, "emits",
+     "emits refused because the spool was full (the sender retries), per "
+     "minute"},
     {"portalmetricsd.emits_duplicate", PM_COUNT, "emits",
      "emits recognised by their idempotency key and counted once, per "
      "minute"},

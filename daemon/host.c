@@ -202,8 +202,14 @@ static int emit(pm_instance_t *inst, const pm_sample_t *samples, size_t n,
     free(c);
     if (key && inst->ctx->dedup && !dup)
       pm_dedup_cancel(inst->ctx->dedup, keyhash);
-    if (!internal && rc != PM_EBUSY)
+    if (rc == PM_EBUSY) {
+      if (!internal) {
+        atomic_fetch_add(&inst->busy, 1);
+        pm_host_busy(inst->ctx, 0);
+      }
+    } else if (!internal) {
       atomic_fetch_add(&inst->refused[-rc], n);
+    }
     goto out;
   }
   if (dup)
@@ -220,6 +226,31 @@ refused:
     log_refusal(inst, i, i < n ? &samples[i] : NULL, rc);
   }
   goto out;
+}
+
+void pm_host_busy(pm_host_ctx_t *ctx, int run) {
+  int was = 0;
+
+  atomic_fetch_add(run ? &ctx->busy_runs : &ctx->busy_emits, 1);
+  if (atomic_compare_exchange_strong(&ctx->busy_active, &was, 1)) {
+    atomic_store(&ctx->busy_since_us, mono_us());
+    pm_warn("the spool is full: poll runs are skipped and listeners "
+            "refused until the database takes samples again (counted in "
+            "portalmetricsd.runs_skipped and portalmetricsd.emits_busy)");
+  }
+}
+
+void pm_host_busy_check(pm_host_ctx_t *ctx, int full) {
+  if (full || !atomic_load(&ctx->busy_active))
+    return;
+  int64_t secs = (mono_us() - atomic_load(&ctx->busy_since_us)) / 1000000;
+  uint64_t emits = atomic_exchange(&ctx->busy_emits, 0);
+  uint64_t runs = atomic_exchange(&ctx->busy_runs, 0);
+  atomic_store(&ctx->busy_active, 0);
+  pm_notice("the spool has room again after %" PRId64 " s: %" PRIu64
+            " emits were refused busy and %" PRIu64
+            " poll runs skipped in that time; nothing was dropped unseen",
+            secs, emits, runs);
 }
 
 static int host_emit(pm_instance_t *inst, const pm_sample_t *samples, size_t n,

@@ -47,7 +47,21 @@ typedef struct pm_host_ctx {
    * index; NULL: keys go to the sink. */
   pm_dedup_t *dedup;
   int64_t max_sample_age_us;
+
+  /* A backpressure episode (the sink said busy): logged when it starts
+   * and, with its totals, when it ends (pm_host_busy_check). */
+  atomic_int busy_active;
+  atomic_int_fast64_t busy_since_us;
+  atomic_uint_fast64_t busy_emits; /* emits refused busy in the episode */
+  atomic_uint_fast64_t busy_runs;  /* poll runs skipped in the episode */
 } pm_host_ctx_t;
+
+/* Any thread: the sink refused an emit (run = 0) or a poll run was
+ * skipped (run = 1) because it is full. Logs the episode's start once. */
+void pm_host_busy(pm_host_ctx_t *ctx, int run);
+/* Loop thread, periodically: full says whether the sink is still full;
+ * when it is not, an episode in progress ends and its totals are logged. */
+void pm_host_busy_check(pm_host_ctx_t *ctx, int full);
 
 /* Refusals by reason: index -code of the PM_E* error. */
 #define PM_REASONS (-PM_ERR_LAST + 1)
@@ -72,6 +86,7 @@ struct pm_instance {
   atomic_uint_fast64_t emitted;
   atomic_uint_fast64_t late;       /* samples of abandoned runs, dropped */
   atomic_uint_fast64_t duplicates; /* emits recognised by their key */
+  atomic_uint_fast64_t busy;       /* emits refused: the sink was full */
   atomic_uint_fast64_t refused[PM_REASONS];
 
   atomic_uint pending; /* completions not yet delivered */

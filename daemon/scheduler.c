@@ -36,7 +36,7 @@ typedef struct collector {
   uint64_t errors[PM_REASONS], rep_errors[PM_REASONS];
   uint64_t skipped_overlap, rep_skipped_overlap;
   uint64_t skipped_busy, rep_skipped_busy;
-  uint64_t rep_emitted, rep_late, rep_dups, rep_refused[PM_REASONS];
+  uint64_t rep_emitted, rep_late, rep_dups, rep_busy, rep_refused[PM_REASONS];
   double last_duration_s;
   int duration_fresh;
   int64_t last_success_us, rep_last_success_us;
@@ -101,6 +101,7 @@ static void report_health(collector_t *c) {
   uint64_t emitted = atomic_load(&c->inst->emitted);
   uint64_t late = atomic_load(&c->inst->late);
   uint64_t dups = atomic_load(&c->inst->duplicates);
+  uint64_t busy = atomic_load(&c->inst->busy);
   uint64_t refused[PM_REASONS];
 
   /* ADD evaluates `lab` once: REASON has a side effect. */
@@ -117,6 +118,8 @@ static void report_health(collector_t *c) {
     ADD("portalmetricsd.collect_runs", c->runs - c->rep_runs, NULL);
   if (emitted > c->rep_emitted)
     ADD("portalmetricsd.samples_emitted", emitted - c->rep_emitted, NULL);
+  if (busy > c->rep_busy)
+    ADD("portalmetricsd.emits_busy", busy - c->rep_busy, NULL);
   if (dups > c->rep_dups)
     ADD("portalmetricsd.emits_duplicate", dups - c->rep_dups, NULL);
   if (late > c->rep_late)
@@ -161,6 +164,7 @@ static void report_health(collector_t *c) {
   c->rep_emitted = emitted;
   c->rep_late = late;
   c->rep_dups = dups;
+  c->rep_busy = busy;
   for (int i = 1; i < PM_REASONS; i++) {
     c->rep_refused[i] = refused[i];
     c->rep_errors[i] = c->errors[i];
@@ -265,6 +269,7 @@ static void on_timer(uv_timer_t *t) {
   }
   if (s->queue && pm_queue_full(s->queue)) {
     c->skipped_busy++;
+    pm_host_busy(s->ctx, 1);
     schedule(c, jittered_ms(s, c->interval_us, 0.02));
     return;
   }

@@ -4,7 +4,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define REPORT_MS 10000
+#define TICK_MS 1000
+#define REPORT_TICKS 10
 
 struct pm_selfmetrics {
   uv_timer_t timer;
@@ -12,6 +13,8 @@ struct pm_selfmetrics {
   pm_writer_t *writer;
   pm_queue_t *queue;
   pm_writer_stats_t rep; /* what was reported already */
+  pm_host_ctx_t *ctx;
+  unsigned ticks;
   void (*stop_cb)(void *);
   void *stop_arg;
 };
@@ -53,8 +56,12 @@ static void report(pm_selfmetrics_t *m) {
     m->rep = st;
 }
 
+/* Every second: end a backpressure episode promptly; every ten: report. */
 static void on_timer(uv_timer_t *t) {
-  report(t->data);
+  pm_selfmetrics_t *m = t->data;
+  pm_host_busy_check(m->ctx, pm_queue_full(m->queue));
+  if (++m->ticks % REPORT_TICKS == 0)
+    report(m);
 }
 
 pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
@@ -70,10 +77,11 @@ pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
     return NULL;
   }
   m->writer = writer;
+  m->ctx = ctx;
   m->queue = queue;
   uv_timer_init(loop, &m->timer);
   m->timer.data = m;
-  uv_timer_start(&m->timer, on_timer, REPORT_MS, REPORT_MS);
+  uv_timer_start(&m->timer, on_timer, TICK_MS, TICK_MS);
   return m;
 }
 
