@@ -209,3 +209,23 @@ void pm_queue_free(pm_queue_t *q) {
   pthread_mutex_destroy(&q->mu);
   free(q);
 }
+
+static size_t src_read(void *q, uint64_t after, pm_rec_t *out, size_t max) {
+  return pm_queue_read(q, after, out, max);
+}
+static void src_ack(void *q, uint64_t upto) {
+  pm_queue_ack(q, upto);
+}
+static size_t src_len(void *q) {
+  return pm_queue_len(q);
+}
+static int src_full(void *q) {
+  return pm_queue_full(q);
+}
+static uint64_t src_last_seq(void *q) {
+  return pm_queue_last_seq(q);
+}
+
+pm_source_t pm_queue_source(pm_queue_t *q) {
+  return (pm_source_t){q, src_read, src_ack, src_len, src_full, src_last_seq};
+}

@@ -12,13 +12,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include "series.h"
-
-typedef struct pm_rec {
-  const pm_series_t *series; /* owned by the series registry */
-  int64_t ts_us;
-  double value;
-  uint64_t seq; /* assigned by push, strictly increasing from 1 */
-} pm_rec_t;
+#include "source.h" /* pm_rec_t */
 
 /* Loop thread: status 0 when queued (durable, once there is a spool),
  * negative when it never will be. */
@@ -59,6 +53,9 @@ uint64_t pm_queue_last_seq(pm_queue_t *q);
  * records are queued, so with 0), close the async handle; cb (may be
  * NULL) after the handle is closed. */
 void pm_queue_close(pm_queue_t *q, void (*cb)(void *arg), void *arg);
+/* The queue as the writer's source. */
+pm_source_t pm_queue_source(pm_queue_t *q);
+
 /* After close's cb: free. Records not acked are lost with it (in-memory
  * queue only: the spool keeps them). */
 void pm_queue_free(pm_queue_t *q);

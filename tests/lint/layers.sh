@@ -30,7 +30,7 @@ layer_of() {
   log | errors | units | sample | catalog | series | config | settings | \
     fileperm | dedup | migrations | confmsg | idmap | copybuf | secret)
     echo 0 ;;
-  queue | writer | writer_schema | pg_conn | spool*) echo 1 ;;
+  queue | writer | writer_schema | pg_conn | source | spool*) echo 1 ;;
   scheduler | loader | host | plan | pool) echo 2 ;;
   main | once | selfmetrics) echo 3 ;;
   *) echo "" ;;
