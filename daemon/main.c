@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -259,6 +260,8 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   pm_config_t *cfg = plan->cfg;
   pm_writer_opts_t wo = {0};
   uint64_t wd_usec = 0;
+  unsigned char rnd[16];
+  char spool_id[33], dl_dir[4096];
 
   d.loop = uv_default_loop();
   d.config_path = config_path;
@@ -284,6 +287,17 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   wo.statement_timeout_us = cfg->statement_timeout_us;
   wo.max_sample_age_us = cfg->max_sample_age_us;
   wo.retention_us = cfg->retention_us;
+  /* the in-memory queue has no identity: a random spool id per process
+   * (the spool will supply its persistent one) */
+  if (RAND_bytes(rnd, sizeof rnd) != 1) {
+    pm_error("cannot make a spool id: no randomness");
+    return EXIT_RUNTIME;
+  }
+  for (size_t i = 0; i < sizeof rnd; i++)
+    snprintf(spool_id + 2 * i, 3, "%02x", rnd[i]);
+  snprintf(dl_dir, sizeof dl_dir, "%s/deadletter", cfg->state_dir);
+  wo.spool_id = spool_id;
+  wo.deadletter_dir = dl_dir;
   d.writer = d.queue ? pm_writer_new(d.loop, &wo, d.queue) : NULL;
   d.ctx = (pm_host_ctx_t){.loop = d.loop,
                           .series = d.series,

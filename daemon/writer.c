@@ -11,27 +11,40 @@
  *                 +--- BACKOFF <----+ (any failure: the connection is
  *                                      dropped, nothing is acked)
  *
- * SETUP runs, in order: session settings; the fate of a commit left in
- * doubt by a lost connection (txid_status); the migrations, each in its
- * own transaction under the advisory lock; the temporary tables; the
- * metric catalog; the partitions (and retention).
+ * SETUP runs, in order: session settings; the migrations, each in its
+ * own transaction under the advisory lock; the spool's position in
+ * portalmetrics.ingest_position (created at 0 when missing, read with FOR
+ * UPDATE so that the transaction of a connection that just broke has
+ * ended first), which also settles a commit left in doubt by the lost
+ * connection; the temporary tables; the metric catalog; the partitions
+ * (and retention).
  *
  * A batch: read up to batch_max records after the last acked seq, fold
  * them by (series, ts) in seq order, make sure the months' partitions
  * exist, then one transaction: new series (COPY + INSERT ... ON CONFLICT
  * DO NOTHING + a check that the stored row matches, else the series'
  * records are refused), the folded samples (binary COPY into a temporary
- * table, then INSERT ... ON CONFLICT: set overwrites, add sums),
- * txid_current(), and COMMIT as its own round trip so that a lost answer
- * to it can be settled after reconnecting. Only then are the records
- * acked in the queue.
+ * table, then INSERT ... ON CONFLICT: set overwrites, add sums), the
+ * fenced update of the position (UPDATE ... WHERE spool_id = '...' AND
+ * last_seq = <expected> RETURNING: no row means another session moved it:
+ * roll back, re-read, resume after it), and COMMIT as its own round trip.
+ * Only then are the records acked in the queue. A lost answer to the
+ * COMMIT is settled by the position read on reconnecting.
+ *
+ * Bad data (SQLSTATE class 22 or 23, not partition routing's 23514, not
+ * the direct path's 23505): roll back and bisect, each half in its own
+ * transaction, down to the single records that fail; each of those is
+ * written to the dead-letter file (on libuv's threadpool, fsynced, the
+ * directory too when the file is new), then the position moves past it in
+ * its own statement. Any other error drops the connection and retries the
+ * batch from the position, whole: never bisected, never dead-lettered.
  *
  * The direct path: the writer remembers, per series, the newest ts it has
  * committed (a bounded map; only a hint, kept across reconnects). A batch
  * whose series are all confirmed and whose every row is newer than its
  * series' remembered ts cannot meet a row this writer wrote, so it skips
  * the temporary table and the merge: BEGIN, binary COPY straight into
- * portalmetrics.samples, txid_current(), COMMIT (the same in-doubt
+ * portalmetrics.samples, the position, COMMIT (the same in-doubt
  * handling). A row written by someone else (an HA pair sharing a config,
  * or a hand-made INSERT) makes the COPY fail with unique_violation (23505):
  * nothing of it is applied, the transaction is rolled back and the same
@@ -43,10 +56,16 @@
  */
 #include "writer.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "copybuf.h"
@@ -70,8 +89,10 @@ static void w_connect(pm_writer_t *w);
 static void w_idle_point(pm_writer_t *w);
 static void w_maybe_ship(pm_writer_t *w, int force);
 static void w_finish(pm_writer_t *w, int status);
-static void w_setup_indoubt(pm_writer_t *w);
 static void w_setup_temp(pm_writer_t *w);
+static void w_read_position(pm_writer_t *w, int setup);
+static void w_ship_range(pm_writer_t *w, size_t lo, size_t hi);
+static void w_episode_end(pm_writer_t *w);
 static void w_ship_parts(pm_writer_t *w);
 static void w_ship_series(pm_writer_t *w);
 static void w_ship_samples(pm_writer_t *w);
@@ -158,6 +179,103 @@ static int sqlstate_class(const char *st, const char *cls) {
   return st && strncmp(st, cls, 2) == 0;
 }
 
+/* s as an SQL literal E'...' (quotes and backslashes doubled). */
+static char *sql_literal(const char *s) {
+  char *o = malloc(2 * strlen(s) + 4), *p = o;
+  if (!o)
+    return NULL;
+  *p++ = 'E';
+  *p++ = '\'';
+  for (; *s; s++) {
+    if (*s == '\'' || *s == '\\')
+      *p++ = *s;
+    *p++ = *s;
+  }
+  *p++ = '\'';
+  *p = '\0';
+  return o;
+}
+
+/* A spool id: 1..128 bytes of printable ASCII, no space, no quote, no
+ * backslash. */
+static int spool_id_valid(const char *s) {
+  size_t n = 0;
+  for (; s[n]; n++)
+    if (s[n] <= ' ' || s[n] > '~' || strchr("'\"\\", s[n]))
+      return 0;
+  return n > 0 && n <= 128;
+}
+
+/* The daemon id as written into the position (informational): at most
+ * 200 bytes, anything but printable ASCII as '?', so that it can never
+ * make a ship transaction fail. */
+static char *daemon_for_position(const char *id) {
+  size_t n = strlen(id) > 200 ? 200 : strlen(id);
+  char *o = malloc(n + 1);
+  if (!o)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    o[i] = id[i] < ' ' || id[i] > '~' ? '?' : id[i];
+  o[n] = '\0';
+  return o;
+}
+
+/*
+ * How a failed command is to be handled (DESIGN.md, "Flow", point 5). A
+ * broken connection, or an error without SQLSTATE, is the connection's;
+ * classes 22 (data) and 23 (integrity) are bad data, except 23514 raised
+ * by partition routing ("no partition of relation ... found for row"),
+ * which the writer repairs; everything else (resources, deadlock,
+ * serialization, admin shutdown, privileges, read-only, ...) is retried.
+ */
+static int w_bad_data_error(const pm_pg_result_t *r) {
+  if (r->ok || r->broken || !*r->sqlstate)
+    return 0;
+  if (!sqlstate_class(r->sqlstate, "22") && !sqlstate_class(r->sqlstate, "23"))
+    return 0;
+  return !(strcmp(r->sqlstate, "23514") == 0 &&
+           strstr(r->error, "no partition of relation"));
+}
+
+/* 23514 raised by partition routing? Told apart from a CHECK violation
+ * (the same SQLSTATE) by the message; a message neither (lc_messages not
+ * English) is taken for a missing partition once, and for bad data if it
+ * comes back once the batch's partitions were made sure of. */
+static int w_partition_missing(const pm_pg_result_t *r, int tries) {
+  if (r->ok || r->broken || strcmp(r->sqlstate, "23514") != 0)
+    return 0;
+  if (strstr(r->error, "no partition of relation"))
+    return 1;
+  if (strstr(r->error, "violates check constraint"))
+    return 0;
+  return tries == 0;
+}
+
+/* Cut s short of an incomplete UTF-8 sequence at its end (a truncated
+ * message). */
+static void utf8_trim(char *s) {
+  size_t n = strlen(s), i = n;
+  unsigned char lead;
+  size_t want;
+  while (i > 0 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+    i--;
+  if (i == 0 || (lead = (unsigned char)s[i - 1]) < 0xC0)
+    return;
+  want = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+  if (n - (i - 1) < want)
+    s[i - 1] = '\0';
+}
+
+static void iso_time(int64_t us, char *buf, size_t len) {
+  int64_t sec = us >= 0 ? us / US_PER_S : -((-us + US_PER_S - 1) / US_PER_S);
+  time_t t = (time_t)sec;
+  struct tm tm;
+  size_t n;
+  gmtime_r(&t, &tm);
+  n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + n, len - n, ".%06" PRId64 "Z", us - sec * US_PER_S);
+}
+
 /* ------------------------------------------------------------------ */
 /* lifecycle */
 
@@ -177,6 +295,31 @@ pm_writer_t *pm_writer_new(uv_loop_t *loop, const pm_writer_opts_t *opts,
   w->o.conninfo = xstrdup(opts->conninfo ? opts->conninfo : "");
   w->o.password_file = xstrdup(opts->password_file);
   w->o.daemon_id = xstrdup(opts->daemon_id ? opts->daemon_id : "");
+  w->o.spool_id = NULL; /* w->spool_id */
+  w->o.deadletter_dir = xstrdup(opts->deadletter_dir);
+  w->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)w;
+  if (!w->rng)
+    w->rng = 1;
+  if (opts->spool_id) {
+    if (!spool_id_valid(opts->spool_id)) {
+      pm_error("database writer: invalid spool id \"%s\"", opts->spool_id);
+      pm_writer_free(w);
+      return NULL;
+    }
+    w->spool_id = strdup(opts->spool_id);
+  } else {
+    unsigned char rnd[16];
+    char hex[33];
+    if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0)
+      for (size_t i = 0; i < sizeof rnd; i++)
+        rnd[i] = (unsigned char)w_rand(w);
+    for (size_t i = 0; i < sizeof rnd; i++)
+      snprintf(hex + 2 * i, 3, "%02x", rnd[i]);
+    w->spool_id = strdup(hex);
+  }
+  w->daemon_pos = w->o.daemon_id ? daemon_for_position(w->o.daemon_id) : NULL;
+  w->spool_lit = w->spool_id ? sql_literal(w->spool_id) : NULL;
+  w->daemon_lit = w->daemon_pos ? sql_literal(w->daemon_pos) : NULL;
   w->batch_max = opts->batch_max ? opts->batch_max : DEFAULT_BATCH;
   if (w->batch_max > UINT32_MAX / 4)
     w->batch_max = UINT32_MAX / 4;
@@ -188,17 +331,17 @@ pm_writer_t *pm_writer_new(uv_loop_t *loop, const pm_writer_opts_t *opts,
   w->newser = malloc(w->batch_max * sizeof *w->newser);
   w->need_months = malloc(w->batch_max * sizeof *w->need_months);
   if (!w->o.conninfo || !w->o.daemon_id ||
-      (opts->password_file && !w->o.password_file) || !w->recs || !w->rows ||
-      !w->slots || !w->newser || !w->need_months) {
+      (opts->password_file && !w->o.password_file) ||
+      (opts->deadletter_dir && !w->o.deadletter_dir) || !w->spool_lit ||
+      !w->daemon_lit || !w->recs || !w->rows || !w->slots || !w->newser ||
+      !w->need_months) {
     pm_writer_free(w);
     return NULL;
   }
   w->rl_ship.interval_us = 60 * US_PER_S;
   w->rl_down.interval_us = 300 * US_PER_S;
   w->rl_maint.interval_us = 3600 * US_PER_S;
-  w->rng = uv_hrtime() ^ ((uint64_t)getpid() << 32) ^ (uintptr_t)w;
-  if (!w->rng)
-    w->rng = 1;
+  w->rl_conflict.interval_us = 60 * US_PER_S;
   w->catalog_dirty = 1;
   w->state = W_NEW;
   return w;
@@ -308,8 +451,8 @@ void pm_writer_drain(pm_writer_t *w, int64_t timeout_us,
     w_maybe_ship(w, 1);
 }
 
-static void w_on_closed(uv_handle_t *h) {
-  pm_writer_t *w = h->data;
+/* One of the things w_finish waits for is closed (or done). */
+static void w_closed_one(pm_writer_t *w) {
   if (--w->closing == 0) {
     void (*cb)(void *, int) = w->done_cb;
     w->state = W_CLOSED;
@@ -318,14 +461,12 @@ static void w_on_closed(uv_handle_t *h) {
   }
 }
 
+static void w_on_closed(uv_handle_t *h) {
+  w_closed_one(h->data);
+}
+
 static void w_on_pg_closed(void *arg) {
-  pm_writer_t *w = arg;
-  if (--w->closing == 0) {
-    void (*cb)(void *, int) = w->done_cb;
-    w->state = W_CLOSED;
-    if (cb)
-      cb(w->done_arg, w->done_status);
-  }
+  w_closed_one(arg);
 }
 
 /* Close the connection and every handle, then done_cb(status). */
@@ -335,7 +476,8 @@ static void w_finish(pm_writer_t *w, int status) {
   w->state = W_CLOSING;
   w->done_status = status;
   w->stats.connected = 0;
-  w->closing = 5;
+  w->closing = 5 + (w->dl_busy ? 1 : 0); /* a dead-letter write finishes */
+  w_episode_end(w);
   uv_close((uv_handle_t *)&w->retry_timer, w_on_closed);
   uv_close((uv_handle_t *)&w->flush_timer, w_on_closed);
   uv_close((uv_handle_t *)&w->maint_timer, w_on_closed);
@@ -356,6 +498,12 @@ void pm_writer_free(pm_writer_t *w) {
   free((char *)w->o.conninfo);
   free((char *)w->o.password_file);
   free((char *)w->o.daemon_id);
+  free((char *)w->o.deadletter_dir);
+  free(w->spool_id);
+  free(w->daemon_pos);
+  free(w->spool_lit);
+  free(w->daemon_lit);
+  free(w->dl_line);
   pm_writer__free_metrics(w->metrics, w->nmetrics);
   free(w->recs);
   free(w->rows);
@@ -385,6 +533,8 @@ void pm_writer__fail(pm_writer_t *w, int kind, const char *what,
     return;
   pm_pg_reset(w->pg);
   uv_timer_stop(&w->flush_timer);
+  w->epoch++; /* a dead-letter write in flight is not followed up */
+  w_episode_end(w);
   w->stats.errors++;
   w->stats.connected = 0;
   w->in_txn = 0;
@@ -535,7 +685,7 @@ static void w_on_session(void *arg, const pm_pg_result_t *r) {
   pm_writer_t *w = arg;
   if (!pm_writer__check(w, "configuring the session", r))
     return;
-  w_setup_indoubt(w);
+  pm_writer__migrate_schema(w);
 }
 
 static void w_on_connected(void *arg, const pm_pg_result_t *r) {
@@ -560,50 +710,6 @@ static void w_on_connected(void *arg, const pm_pg_result_t *r) {
                    w_on_session);
 }
 
-/* A COMMIT whose answer was lost: did it happen? */
-static void w_on_indoubt(void *arg, const pm_pg_result_t *r) {
-  pm_writer_t *w = arg;
-  const char *st;
-  if (!pm_writer__check(w, "checking the last commit", r))
-    return;
-  st = pm_writer__value(r);
-  if (st && strcmp(st, "committed") == 0) {
-    pm_info("the batch whose commit was cut off (records up to seq %" PRIu64
-            ") was committed",
-            w->indoubt_last);
-    w->acked_seq = w->indoubt_last;
-    pm_queue_ack(w->q, w->indoubt_last);
-    w->stats.shipped += w->indoubt_shipped;
-    w->stats.refused += w->indoubt_refused;
-    w->stats.batches++;
-    if (w->indoubt_direct)
-      w->stats.direct_batches++;
-    w->stats.last_ship_us = pm_writer__wall_us();
-  } else if (st && strcmp(st, "in progress") == 0) {
-    pm_writer__fail(w, FAIL_SQL, "checking the last commit",
-                    "the previous session's commit is still in progress", "");
-    return;
-  } else {
-    pm_info("the batch whose commit was cut off (records up to seq %" PRIu64
-            ") was not committed; shipping it again",
-            w->indoubt_last);
-  }
-  w->indoubt = 0;
-  pm_writer__migrate_schema(w);
-}
-
-static void w_setup_indoubt(pm_writer_t *w) {
-  const char *params[1];
-  if (!w->indoubt || w->migrate_mode) {
-    pm_writer__migrate_schema(w);
-    return;
-  }
-  params[0] = w->indoubt_xid;
-  pm_writer__query(w, "checking the last commit",
-                   "SELECT txid_status($1::bigint)", 1, params, NULL, 0,
-                   w_on_indoubt);
-}
-
 /* The migrations are done: --migrate ends here; else set up the session. */
 void pm_writer__schema_ready(pm_writer_t *w) {
   if (w->migrate_mode) {
@@ -611,7 +717,147 @@ void pm_writer__schema_ready(pm_writer_t *w) {
     w_finish(w, 0);
     return;
   }
-  w_setup_temp(w);
+  w_read_position(w, 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* the position */
+
+/* The position p was read: settle a commit left in doubt, ack what is
+ * shipped, resume after it. */
+static void w_apply_position(pm_writer_t *w, uint64_t p) {
+  if (w->indoubt) {
+    if (p >= w->indoubt_last) {
+      pm_info("the batch whose commit was cut off (records up to seq %" PRIu64
+              ") was committed",
+              w->indoubt_last);
+      w->stats.shipped += w->indoubt_shipped;
+      w->stats.refused += w->indoubt_refused;
+      if (w->indoubt_shipped + w->indoubt_refused) {
+        w->stats.batches++;
+        if (w->indoubt_direct)
+          w->stats.direct_batches++;
+      }
+      w->stats.last_ship_us = pm_writer__wall_us();
+    } else {
+      pm_info("the batch whose commit was cut off (records up to seq %" PRIu64
+              ") was not committed; shipping it again",
+              w->indoubt_last);
+    }
+    w->indoubt = 0;
+  } else if (w->pos_read && p < w->acked_seq) {
+    pm_warn("the ingest position of spool %s is %" PRIu64
+            ", behind the %" PRIu64 " this writer shipped: it was moved back "
+            "(a restored database?); resuming after %" PRIu64,
+            w->spool_id, p, w->acked_seq, p);
+  } else if (w->pos_read && p > w->acked_seq) {
+    pm_warn("the ingest position of spool %s is %" PRIu64
+            ": records after %" PRIu64 " up to it were shipped by another "
+            "session; resuming after %" PRIu64,
+            w->spool_id, p, w->acked_seq, p);
+  } else if (!w->pos_read && p > 0) {
+    pm_info("spool %s is shipped up to seq %" PRIu64 "; resuming after it",
+            w->spool_id, p);
+  }
+  w->pos_read = 1;
+  w->acked_seq = p;
+  w->stats.position = p;
+  pm_queue_ack(w->q, p);
+}
+
+static void w_on_pos_read(void *arg, const pm_pg_result_t *r) {
+  pm_writer_t *w = arg;
+  const char *v;
+  long long p;
+  char msg[300];
+  if (!pm_writer__check(w, "reading the ingest position", r))
+    return;
+  v = pm_writer__value(r);
+  if (!v) {
+    pm_writer__fail(w, FAIL_SQL, "reading the ingest position",
+                    "the row of this spool vanished", "");
+    return;
+  }
+  p = strtoll(v, NULL, 10);
+  if (p < 0) {
+    snprintf(msg, sizeof msg,
+             "the ingest position of spool %s is negative (%lld): set it to "
+             "what was shipped",
+             w->spool_id, p);
+    pm_writer__fail(w, FAIL_SQL, "reading the ingest position", msg, "");
+    return;
+  }
+  w_apply_position(w, (uint64_t)p);
+  if (w->pos_setup) {
+    w_setup_temp(w);
+    return;
+  }
+  w->state = W_IDLE;
+  w_idle_point(w);
+}
+
+static void w_on_pos_insert(void *arg, const pm_pg_result_t *r) {
+  pm_writer_t *w = arg;
+  const char *params[1] = {w->spool_id};
+  if (!pm_writer__check(w, "reading the ingest position", r))
+    return;
+  /* FOR UPDATE: waits until a transaction that holds the row (the one of
+   * a connection that just broke, its COMMIT maybe in flight) has ended */
+  pm_writer__query(w, "reading the ingest position",
+                   "SELECT last_seq FROM portalmetrics.ingest_position "
+                   "WHERE spool_id = $1 FOR UPDATE",
+                   1, params, NULL, 0, w_on_pos_read);
+}
+
+/* Read the spool's position (creating it at 0 when missing); then, at
+ * setup, go on with it, else resume shipping. */
+static void w_read_position(pm_writer_t *w, int setup) {
+  const char *params[2] = {w->spool_id, w->daemon_pos};
+  w->pos_setup = setup;
+  pm_writer__query(w, "reading the ingest position",
+                   "INSERT INTO portalmetrics.ingest_position (spool_id, "
+                   "daemon_id, last_seq, updated_at) VALUES ($1, $2, 0, now()) "
+                   "ON CONFLICT (spool_id) DO NOTHING",
+                   2, params, NULL, 0, w_on_pos_insert);
+}
+
+/* The fenced update of a ship transaction: the position from acked_seq
+ * to batch_last. 0, or -1 if it does not fit. */
+static int w_position_sql(const pm_writer_t *w, char *buf, size_t len) {
+  int n = snprintf(buf, len,
+                   "UPDATE portalmetrics.ingest_position SET last_seq = "
+                   "%" PRIu64 ", daemon_id = %s, updated_at = now() "
+                   "WHERE spool_id = %s AND last_seq = %" PRIu64
+                   " RETURNING last_seq",
+                   w->batch_last, w->daemon_lit, w->spool_lit, w->acked_seq);
+  return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+static void w_on_conflict_rollback(void *arg, const pm_pg_result_t *r) {
+  pm_writer_t *w = arg;
+  if (!pm_writer__check(w, "rolling back", r))
+    return;
+  w->in_txn = 0;
+  w_read_position(w, 0);
+}
+
+/* A fenced update found no row at acked_seq: another session moved the
+ * position. Roll back, re-read it, resume after it. */
+static void w_conflict(pm_writer_t *w) {
+  uint64_t sup = 0;
+  w->stats.position_conflicts++;
+  if (pm_ratelimit_ok(&w->rl_conflict, pm_writer__mono_us(), &sup))
+    pm_warn("the ingest position of spool %s is no longer at %" PRIu64
+            ": another session moved it; rolling back the batch (records up "
+            "to seq %" PRIu64 ") and reading the position again%s",
+            w->spool_id, w->acked_seq, w->batch_last,
+            sup ? " (this happened before, too)" : "");
+  w_episode_end(w);
+  if (w->in_txn)
+    pm_writer__query(w, "rolling back", "ROLLBACK", 0, NULL, NULL, 0,
+                     w_on_conflict_rollback);
+  else
+    w_read_position(w, 0);
 }
 
 /* The merge path's staging tables, for this session. */
@@ -684,7 +930,7 @@ void pm_writer_kick(pm_writer_t *w) {
   uint64_t shipped_upto;
   if (w->state == W_NEW || w->state >= W_CLOSING)
     return;
-  shipped_upto = w->state == W_SHIPPING ? w->batch_last : w->acked_seq;
+  shipped_upto = w->state == W_SHIPPING ? w->batch_hi : w->acked_seq;
   if (w->first_wait_us == 0 && pm_queue_last_seq(w->q) > shipped_upto)
     w->first_wait_us = pm_writer__mono_us();
   if (w->state == W_IDLE)
@@ -697,6 +943,9 @@ static void w_maybe_ship(pm_writer_t *w, int force) {
   int64_t now, due;
   if (w->state != W_IDLE)
     return;
+  /* records pushed after the position was read may be shipped already
+   * (an earlier session of this spool shipped them) */
+  pm_queue_ack(w->q, w->acked_seq);
   if (pm_queue_last_seq(w->q) <= w->acked_seq) {
     w->first_wait_us = 0;
     uv_timer_stop(&w->flush_timer);
@@ -730,8 +979,8 @@ static int w_fold(pm_writer_t *w) {
   size_t mask = w->nslots - 1;
   memset(w->slots, 0, w->nslots * sizeof *w->slots);
   w->nrows = 0;
-  for (size_t i = 0; i < w->nrecs; i++) {
-    const pm_rec_t *r = &w->recs[i];
+  for (size_t i = 0; i < w->ncur; i++) {
+    const pm_rec_t *r = &w->cur[i];
     uint64_t h = pm_mix64((uint64_t)r->series->id ^
                           ((uint64_t)r->ts_us * UINT64_C(0x9E3779B97F4A7C15)));
     size_t j = h & mask;
@@ -805,9 +1054,19 @@ static void w_ship(pm_writer_t *w) {
   }
   uv_timer_stop(&w->flush_timer);
   w->state = W_SHIPPING;
-  w->batch_last = w->recs[w->nrecs - 1].seq;
+  w->batch_hi = w->recs[w->nrecs - 1].seq;
   w->first_wait_us =
-      pm_queue_last_seq(w->q) > w->batch_last ? pm_writer__mono_us() : 0;
+      pm_queue_last_seq(w->q) > w->batch_hi ? pm_writer__mono_us() : 0;
+  w->nbis = 0;
+  w_ship_range(w, 0, w->nrecs);
+}
+
+/* Ship recs[lo .. hi) in one transaction: the whole batch, or a part of
+ * it when bisecting. */
+static void w_ship_range(pm_writer_t *w, size_t lo, size_t hi) {
+  w->cur = w->recs + lo;
+  w->ncur = hi - lo;
+  w->batch_last = w->cur[w->ncur - 1].seq;
   w->in_txn = 0;
   w->part_retries = 0;
   if (w_fold(w) < 0) {
@@ -816,6 +1075,304 @@ static void w_ship(pm_writer_t *w) {
   }
   w->direct = w_direct_ok(w);
   w_ship_parts(w);
+}
+
+/* The transaction of cur is committed: the next part of the batch, or
+ * the batch is done. */
+static void w_next(pm_writer_t *w) {
+  if (w->nbis) {
+    struct range rg = w->bis[--w->nbis];
+    w_ship_range(w, rg.lo, rg.hi);
+    return;
+  }
+  w_episode_end(w);
+  w->state = W_IDLE;
+  w_idle_point(w);
+}
+
+/* ------------------------------------------------------------------ */
+/* bad data: bisection and the dead-letter file */
+
+/* The end of a batch's bisection (done, or abandoned): say once what was
+ * dead-lettered. */
+static void w_episode_end(pm_writer_t *w) {
+  if (w->dl_episode)
+    pm_error("dead-lettered %zu record%s of a batch of %zu (up to seq "
+             "%" PRIu64 ") %s%s: %s (SQLSTATE %s)",
+             w->dl_episode, w->dl_episode == 1 ? "" : "s", w->nrecs,
+             w->batch_hi, w->o.deadletter_dir ? "to " : "",
+             w->o.deadletter_dir ? w->dl_path
+                                 : "(logged above: no dead-letter directory)",
+             w->dl_first_reason, w->dl_first_state);
+  w->dl_episode = 0;
+  w->bisecting = 0;
+  w->nbis = 0;
+}
+
+/* The dead-letter line of rec (with its newline), or NULL. */
+static char *w_dl_line(const pm_writer_t *w, const pm_rec_t *rec,
+                       int64_t at_us) {
+  const pm_series_t *s = rec->series;
+  char ts[48], at[48], *text = NULL, *line = NULL;
+  const char *reason = w->bad_reason;
+  json_t *o = NULL;
+  iso_time(rec->ts_us, ts, sizeof ts);
+  iso_time(at_us, at, sizeof at);
+  for (int attempt = 0; attempt < 2 && !o; attempt++) {
+    json_t *labels = json_loads(s->labels_json, 0, NULL);
+    o = json_pack("{s:I, s:s, s:o, s:s, s:o, s:s, s:s, s:s, s:s}", "seq",
+                  (json_int_t)rec->seq, "metric", s->metric, "labels",
+                  labels ? labels : json_object(), "ts", ts, "value",
+                  isfinite(rec->value) ? json_real(rec->value) : json_null(),
+                  "kind", kind_name(s->kind), "sqlstate", w->bad_state,
+                  "reason", reason, "at", at);
+    reason = "(the server's message is not valid UTF-8)";
+  }
+  if (o)
+    text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if (text && (line = malloc(strlen(text) + 2)))
+    sprintf(line, "%s\n", text);
+  free(text);
+  return line;
+}
+
+static int fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc, e;
+  if (fd < 0)
+    return -1;
+  rc = fsync(fd);
+  e = errno;
+  close(fd);
+  errno = e;
+  return rc;
+}
+
+/* On libuv's threadpool: append dl_line to dl_path and make it durable
+ * (the file; the directory when the file is new; its parent when the
+ * directory is new). dl_err says what failed, "" if nothing. */
+static void w_dl_work(uv_work_t *req) {
+  pm_writer_t *w = req->data;
+  const char *dir = w->o.deadletter_dir, *what = NULL;
+  size_t len = strlen(w->dl_line), off = 0;
+  int dir_new = 0, file_new = 0, fd;
+  struct stat st;
+  char last;
+
+  w->dl_err[0] = '\0';
+  if (mkdir(dir, 0750) == 0)
+    dir_new = 1;
+  else if (errno != EEXIST) {
+    snprintf(w->dl_err, sizeof w->dl_err, "cannot create %s: %s", dir,
+             strerror(errno));
+    return;
+  }
+  fd = open(w->dl_path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC,
+            0640);
+  if (fd >= 0)
+    file_new = 1;
+  else if (errno == EEXIST)
+    fd = open(w->dl_path, O_RDWR | O_APPEND | O_CLOEXEC);
+  if (fd < 0) {
+    snprintf(w->dl_err, sizeof w->dl_err, "cannot open %s: %s", w->dl_path,
+             strerror(errno));
+    return;
+  }
+  /* a line torn by a crash: end it, so that this one stands alone */
+  if (!file_new && fstat(fd, &st) == 0 && st.st_size > 0 &&
+      pread(fd, &last, 1, st.st_size - 1) == 1 && last != '\n' &&
+      write(fd, "\n", 1) != 1)
+    what = "write";
+  while (!what && off < len) {
+    ssize_t n = write(fd, w->dl_line + off, len - off);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      what = "write";
+    else
+      off += (size_t)n;
+  }
+  if (!what && fsync(fd) != 0)
+    what = "fsync";
+  if (close(fd) != 0 && !what)
+    what = "close";
+  if (!what && file_new && fsync_dir(dir) != 0)
+    what = "fsync the directory of";
+  if (!what && dir_new) {
+    char parent[sizeof w->dl_path];
+    char *slash;
+    snprintf(parent, sizeof parent, "%s", dir);
+    slash = strrchr(parent, '/');
+    if (slash == parent)
+      slash[1] = '\0';
+    else if (slash)
+      *slash = '\0';
+    else
+      snprintf(parent, sizeof parent, ".");
+    if (fsync_dir(parent) != 0)
+      what = "fsync the parent directory of";
+  }
+  if (what)
+    snprintf(w->dl_err, sizeof w->dl_err, "cannot %s %s: %s", what, w->dl_path,
+             strerror(errno));
+}
+
+static void w_on_dl_advanced(void *arg, const pm_pg_result_t *r) {
+  pm_writer_t *w = arg;
+  if (!r->ok) {
+    if (r->broken) {
+      w->indoubt = 1;
+      w->indoubt_last = w->batch_last;
+      w->indoubt_shipped = w->indoubt_refused = 0;
+      w->indoubt_direct = 0;
+    }
+    pm_writer__check(w, "moving the ingest position past a dead letter", r);
+    return;
+  }
+  if (!pm_writer__value(r)) {
+    w_conflict(w);
+    return;
+  }
+  w->acked_seq = w->batch_last;
+  w->stats.position = w->batch_last;
+  pm_queue_ack(w->q, w->batch_last);
+  w->fails = 0;
+  w_next(w);
+}
+
+/* The dead-lettered record cur[0] is durable: move the position past it
+ * in its own statement (a transaction of its own). */
+static void w_dl_advance(pm_writer_t *w) {
+  char nw[24], ex[24];
+  const char *params[4] = {w->spool_id, w->daemon_pos, nw, ex};
+  snprintf(nw, sizeof nw, "%" PRIu64, w->batch_last);
+  snprintf(ex, sizeof ex, "%" PRIu64, w->acked_seq);
+  pm_writer__query(w, "moving the ingest position past a dead letter",
+                   "UPDATE portalmetrics.ingest_position SET last_seq = "
+                   "$3::bigint, daemon_id = $2, updated_at = now() "
+                   "WHERE spool_id = $1 AND last_seq = $4::bigint "
+                   "RETURNING last_seq",
+                   4, params, NULL, 0, w_on_dl_advanced);
+}
+
+/* A record is in the dead-letter file (or the log). */
+static void w_dl_written(pm_writer_t *w, uint64_t seq) {
+  if (seq > w->dl_upto)
+    w->dl_upto = seq;
+  w->stats.dead_lettered++;
+  if (w->dl_episode++ == 0) {
+    memcpy(w->dl_first_state, w->bad_state, sizeof w->dl_first_state);
+    memcpy(w->dl_first_reason, w->bad_reason, sizeof w->dl_first_reason);
+  }
+}
+
+static void w_dl_after(uv_work_t *req, int status) {
+  pm_writer_t *w = req->data;
+  int ok = status == 0 && !w->dl_err[0];
+  w->dl_busy = 0;
+  free(w->dl_line);
+  w->dl_line = NULL;
+  if (ok)
+    w_dl_written(w, w->dl_seq);
+  if (w->state >= W_CLOSING) {
+    w_closed_one(w);
+    return;
+  }
+  if (w->dl_epoch != w->epoch || w->state != W_SHIPPING)
+    return; /* the connection failed meanwhile: the batch starts over */
+  if (!ok) {
+    pm_writer__fail(w, FAIL_SQL, "writing the dead-letter file",
+                    status ? uv_strerror(status) : w->dl_err, "");
+    return;
+  }
+  w_dl_advance(w);
+}
+
+/* cur is one record that fails alone with bad data: write it to the
+ * dead-letter file, then move the position past it. */
+static void w_deadletter(pm_writer_t *w) {
+  const pm_rec_t *rec = &w->cur[0];
+  int64_t now = pm_writer__wall_us();
+  char day[16];
+  struct tm tm;
+  time_t t = (time_t)(now / US_PER_S);
+  int rc;
+
+  if (rec->seq <= w->dl_upto) { /* written by an earlier attempt */
+    w_dl_advance(w);
+    return;
+  }
+  if (w->dl_busy) {
+    pm_writer__fail(w, FAIL_SQL, "writing the dead-letter file",
+                    "the previous write is still running", "");
+    return;
+  }
+  w->dl_line = w_dl_line(w, rec, now);
+  if (!w->dl_line) {
+    pm_writer__fail(w, FAIL_SQL, "writing the dead-letter file",
+                    "out of memory", "");
+    return;
+  }
+  if (!w->o.deadletter_dir) {
+    pm_error("dead letter (no dead-letter directory): %.*s",
+             (int)strlen(w->dl_line) - 1, w->dl_line);
+    free(w->dl_line);
+    w->dl_line = NULL;
+    w_dl_written(w, rec->seq);
+    w_dl_advance(w);
+    return;
+  }
+  gmtime_r(&t, &tm);
+  strftime(day, sizeof day, "%Y%m%d", &tm);
+  snprintf(w->dl_path, sizeof w->dl_path, "%s/deadletter-%s.jsonl",
+           w->o.deadletter_dir, day);
+  w->dl_seq = rec->seq;
+  w->dl_epoch = w->epoch;
+  w->dl_work.data = w;
+  w->dl_busy = 1;
+  rc = uv_queue_work(w->loop, &w->dl_work, w_dl_work, w_dl_after);
+  if (rc < 0) {
+    w->dl_busy = 0;
+    free(w->dl_line);
+    w->dl_line = NULL;
+    pm_writer__fail(w, FAIL_SQL, "writing the dead-letter file",
+                    uv_strerror(rc), "");
+  }
+}
+
+static void w_on_bad_rollback(void *arg, const pm_pg_result_t *r) {
+  pm_writer_t *w = arg;
+  size_t lo, hi;
+  if (!pm_writer__check(w, "rolling back", r))
+    return;
+  w->in_txn = 0;
+  lo = (size_t)(w->cur - w->recs);
+  hi = lo + w->ncur;
+  if (w->ncur > 1 && w->nbis < sizeof w->bis / sizeof w->bis[0]) {
+    size_t mid = lo + w->ncur / 2;
+    w->bis[w->nbis].lo = mid;
+    w->bis[w->nbis].hi = hi;
+    w->nbis++;
+    w_ship_range(w, lo, mid);
+    return;
+  }
+  w_deadletter(w);
+}
+
+/* The transaction of cur failed with bad data: roll back, then bisect it
+ * or, if it is one record, dead-letter it. */
+static void w_bad_data(pm_writer_t *w, const pm_pg_result_t *r) {
+  snprintf(w->bad_state, sizeof w->bad_state, "%s", r->sqlstate);
+  snprintf(w->bad_reason, sizeof w->bad_reason, "%s", r->error);
+  utf8_trim(w->bad_reason);
+  if (!w->bisecting) {
+    w->bisecting = 1;
+    pm_info("a batch of %zu records (up to seq %" PRIu64 ") has bad data: "
+            "%s (SQLSTATE %s); bisecting it to find the bad records",
+            w->nrecs, w->batch_hi, w->bad_reason, w->bad_state);
+  }
+  pm_writer__query(w, "rolling back", "ROLLBACK", 0, NULL, NULL, 0,
+                   w_on_bad_rollback);
 }
 
 static void w_on_ship_parts(void *arg, const pm_pg_result_t *r) {
@@ -874,6 +1431,10 @@ static void w_ship_parts(pm_writer_t *w) {
 static void w_on_ship_series(void *arg, const pm_pg_result_t *r) {
   pm_writer_t *w = arg;
   const PGresult *res;
+  if (w_bad_data_error(r)) {
+    w_bad_data(w, r);
+    return;
+  }
   if (!pm_writer__check(w, "writing new series", r))
     return;
   w->in_txn = 1;
@@ -951,6 +1512,7 @@ static void w_on_committed(pm_writer_t *w, size_t shipped, size_t refused) {
     w->direct_penalty = 0;
   }
   w->acked_seq = w->batch_last;
+  w->stats.position = w->batch_last;
   pm_queue_ack(w->q, w->batch_last);
   w->stats.shipped += shipped;
   w->stats.refused += refused;
@@ -958,36 +1520,39 @@ static void w_on_committed(pm_writer_t *w, size_t shipped, size_t refused) {
   w->stats.last_ship_us = pm_writer__wall_us();
   w->fails = 0;
   w->in_txn = 0;
-  w->state = W_IDLE;
-  w_idle_point(w);
+  w_next(w);
 }
 
 static size_t w_count_refused(const pm_writer_t *w) {
   size_t n = 0;
   if (w->bad.n == 0)
     return 0;
-  for (size_t i = 0; i < w->nrecs; i++)
-    n += pm_idset_has(&w->bad, w->recs[i].series->id);
+  for (size_t i = 0; i < w->ncur; i++)
+    n += pm_idset_has(&w->bad, w->cur[i].series->id);
   return n;
 }
 
 static void w_on_commit(void *arg, const pm_pg_result_t *r) {
   pm_writer_t *w = arg;
   size_t refused = w_count_refused(w);
+  w->in_txn = 0;
   if (!r->ok) {
     if (r->broken) {
-      /* the server may or may not have committed: settle it on reconnect */
+      /* the server may or may not have committed: the position read on
+       * reconnecting says which */
       w->indoubt = 1;
-      snprintf(w->indoubt_xid, sizeof w->indoubt_xid, "%s", w->xid);
       w->indoubt_last = w->batch_last;
-      w->indoubt_shipped = w->nrecs - refused;
+      w->indoubt_shipped = w->ncur - refused;
       w->indoubt_refused = refused;
       w->indoubt_direct = w->direct;
+    } else if (w_bad_data_error(r)) {
+      w_bad_data(w, r);
+      return;
     }
     pm_writer__check(w, "committing a batch", r);
     return;
   }
-  w_on_committed(w, w->nrecs - refused, refused);
+  w_on_committed(w, w->ncur - refused, refused);
 }
 
 static void w_on_ship_samples(void *arg, const pm_pg_result_t *r);
@@ -1002,7 +1567,6 @@ static void w_on_rollback(void *arg, const pm_pg_result_t *r) {
 
 static void w_on_ship_samples(void *arg, const pm_pg_result_t *r) {
   pm_writer_t *w = arg;
-  const char *xid;
   if (!r->ok && !r->broken && w->direct && strcmp(r->sqlstate, "23505") == 0) {
     /* a row is there already (another writer, or a hand-made insert):
      * nothing of the COPY was applied; merge the same batch instead */
@@ -1019,7 +1583,7 @@ static void w_on_ship_samples(void *arg, const pm_pg_result_t *r) {
                      w_on_rollback);
     return;
   }
-  if (!r->ok && !r->broken && strcmp(r->sqlstate, "23514") == 0 &&
+  if (w_partition_missing(r, w->part_retries) &&
       w->part_retries < PART_RETRIES) {
     /* no partition for a row: someone dropped one we thought existed */
     w->part_retries++;
@@ -1029,38 +1593,49 @@ static void w_on_ship_samples(void *arg, const pm_pg_result_t *r) {
                      w_on_rollback);
     return;
   }
+  if (!w_partition_missing(r, w->part_retries) && w_bad_data_error(r)) {
+    w_bad_data(w, r);
+    return;
+  }
   if (!pm_writer__check(w, "writing samples", r))
     return;
-  xid = pm_writer__value(r);
-  snprintf(w->xid, sizeof w->xid, "%s", xid ? xid : "0");
+  if (!pm_writer__value(r)) { /* the fenced update found no row */
+    w_conflict(w);
+    return;
+  }
   pm_writer__query(w, "committing a batch", "COMMIT", 0, NULL, NULL, 0,
                    w_on_commit);
 }
 
-/* The direct path: BEGIN, COPY straight into samples, txid_current(). */
+/* The direct path: BEGIN, COPY straight into samples, the position. */
 static void w_ship_direct(pm_writer_t *w) {
   pm_buf_t *b = &w->samples_buf;
   pm_pg_copy_t copy;
+  char pos[1024], sql[1200];
   if (w_encode_direct(b, w->rows, w->nrows, &w->bad) < 0) {
     pm_writer__fail(w, FAIL_SQL, "writing samples", "out of memory", "");
     return;
   }
+  if (w_position_sql(w, pos, sizeof pos) < 0) {
+    pm_writer__fail(w, FAIL_SQL, "writing samples", "statement too long", "");
+    return;
+  }
+  snprintf(sql, sizeof sql,
+           "BEGIN; "
+           "COPY portalmetrics.samples (series_id, ts, value) FROM STDIN "
+           "WITH (FORMAT binary); %s",
+           pos);
   copy.data = b->p;
   copy.len = b->len;
   w->in_txn = 1;
-  pm_writer__query(
-      w, "writing samples",
-      "BEGIN; "
-      "COPY portalmetrics.samples (series_id, ts, value) FROM STDIN "
-      "WITH (FORMAT binary); "
-      "SELECT txid_current()",
-      0, NULL, &copy, 1, w_on_ship_samples);
+  pm_writer__query(w, "writing samples", sql, 0, NULL, &copy, 1,
+                   w_on_ship_samples);
 }
 
 static void w_ship_samples(pm_writer_t *w) {
   pm_buf_t *b = &w->samples_buf;
   size_t nset = 0, nadd = 0;
-  char sql[1536];
+  char sql[2560], pos[1024];
   pm_pg_copy_t copy;
   if (w->direct && !w->in_txn) {
     w_ship_direct(w);
@@ -1089,14 +1664,13 @@ static void w_ship_samples(pm_writer_t *w) {
     pm_writer__fail(w, FAIL_SQL, "writing samples", "out of memory", "");
     return;
   }
-  if (nset + nadd == 0 && !w->in_txn) {
-    size_t refused = w_count_refused(w);
-    w_on_committed(w, w->nrecs - refused, refused);
+  if (w_position_sql(w, pos, sizeof pos) < 0) {
+    pm_writer__fail(w, FAIL_SQL, "writing samples", "statement too long", "");
     return;
   }
+  /* nothing to write (every series refused): the position still moves */
   snprintf(
-      sql, sizeof sql, "%s%s%s%sSELECT txid_current()",
-      w->in_txn ? "" : "BEGIN; ",
+      sql, sizeof sql, "%s%s%s%s%s", w->in_txn ? "" : "BEGIN; ",
       nset + nadd ? "COPY pm_tmp_samples (series_id, ts, value, is_add) FROM "
                     "STDIN (FORMAT binary); "
                   : "",
@@ -1109,7 +1683,8 @@ static void w_ship_samples(pm_writer_t *w) {
              "SELECT series_id, ts, value FROM pm_tmp_samples WHERE is_add "
              "ON CONFLICT (series_id, ts) DO UPDATE SET value = x.value + "
              "EXCLUDED.value; "
-           : "");
+           : "",
+      pos);
   copy.data = b->p;
   copy.len = b->len;
   w->in_txn = 1;

@@ -11,10 +11,27 @@
  * cannot conflict with its own rows: it goes by binary COPY straight into
  * samples (the direct path). Any other batch, or a direct one that hits a
  * unique violation (another daemon's rows), goes by COPY into temporary
- * tables and INSERT ... ON CONFLICT (the merge path). A COMMIT whose
- * answer was lost is settled with txid_status() after reconnecting, so an
- * add is never applied twice. Connection and server errors are retried
- * with capped backoff and jitter, logged once per episode. Layer: writer
+ * tables and INSERT ... ON CONFLICT (the merge path).
+ *
+ * Exactly once: every ship transaction also advances the spool's row of
+ * portalmetrics.ingest_position with a fenced update (WHERE spool_id = $1
+ * AND last_seq = $expected). On every connect the writer reads that row
+ * (creating it at 0 when missing), acks in the queue every record up to
+ * it and resumes after it: a COMMIT whose answer was lost is settled that
+ * way, and so is a daemon restarted on the same spool. A fenced update
+ * that finds the row moved (another session shipped from this spool) rolls
+ * back, logs, re-reads the row and resumes after it.
+ *
+ * Errors: a broken connection, or a libpq error without SQLSTATE, is a
+ * connection error; SQLSTATE classes 22 and 23 raised by a ship
+ * transaction are bad data, except 23514 raised by partition routing (the
+ * partition is created and the batch retried). Bad data: the batch is
+ * bisected (each half in its own transaction, recursively) down to the
+ * records that fail alone; each goes as one JSON line to
+ * <deadletter_dir>/deadletter-YYYYMMDD.jsonl, fsynced (the directory too
+ * when the file is new) before the position moves past it in its own
+ * transaction. Every other error is retried with capped backoff and
+ * jitter, logged once per episode, never dead-lettered. Layer: writer
  * and spool.
  */
 #ifndef PM_WRITER_H
@@ -36,6 +53,13 @@ typedef struct pm_writer_opts {
   int64_t statement_timeout_us;
   int64_t max_sample_age_us; /* partitions from now - this */
   int64_t retention_us;      /* 0: never drop partitions */
+  /* The key of portalmetrics.ingest_position: the spool's id, printable
+   * ASCII without spaces or quotes, at most 128 bytes. NULL: a random one
+   * for this writer (nothing resumes across restarts). */
+  const char *spool_id;
+  /* Where dead-letter files go (created if missing, its parent must
+   * exist). NULL: a dead-lettered record is only logged, as its line. */
+  const char *deadletter_dir;
 } pm_writer_opts_t;
 
 typedef struct pm_writer_stats {
@@ -44,15 +68,20 @@ typedef struct pm_writer_stats {
   uint64_t errors;  /* failed attempts */
   uint64_t refused; /* records refused (kind/series conflict in db) */
   int connected;
-  int64_t last_ship_us;      /* wall clock of the last commit, 0: never */
-  uint64_t direct_batches;   /* batches committed by the direct path */
-  uint64_t direct_fallbacks; /* direct attempts that met a unique violation
-                                and went through the merge instead */
+  int64_t last_ship_us;        /* wall clock of the last commit, 0: never */
+  uint64_t direct_batches;     /* batches committed by the direct path */
+  uint64_t direct_fallbacks;   /* direct attempts that met a unique violation
+                                  and went through the merge instead */
+  uint64_t dead_lettered;      /* records written to the dead-letter file */
+  uint64_t position_conflicts; /* fenced updates that found the position
+                                  moved by another session */
+  uint64_t position; /* last_seq of ingest_position, as last read or set */
 } pm_writer_stats_t;
 
 typedef struct pm_writer pm_writer_t;
 
-/* Copies opts. Does not connect yet. NULL on ENOMEM. */
+/* Copies opts. Does not connect yet. NULL on ENOMEM, or when
+ * opts->spool_id is not as above (logged). */
 pm_writer_t *pm_writer_new(uv_loop_t *loop, const pm_writer_opts_t *opts,
                            pm_queue_t *queue);
 

@@ -77,12 +77,16 @@ struct pm_writer {
   size_t nmetrics;
   int catalog_dirty, maint_due;
 
-  /* shipping */
+  /* shipping: a batch is recs[0 .. nrecs), read after acked_seq (the
+   * position); the transaction in flight ships cur[0 .. ncur), the whole
+   * batch or, when bisecting, a part of it */
   uint64_t acked_seq;
   int64_t first_wait_us; /* monotonic: oldest unshipped record seen, 0 none */
   size_t batch_max;
   pm_rec_t *recs;
   size_t nrecs;
+  pm_rec_t *cur;
+  size_t ncur;
   row_t *rows;
   size_t nrows;
   uint32_t *slots; /* fold table: row index + 1 */
@@ -102,12 +106,41 @@ struct pm_writer {
   pm_buf_t series_buf, samples_buf;
   int in_txn;
   int part_retries;
-  char xid[32];
-  uint64_t batch_last;
+  uint64_t batch_last; /* seq of cur's last record */
+  uint64_t batch_hi;   /* seq of the batch's last record */
 
-  /* a COMMIT whose answer was lost */
+  /* the position (portalmetrics.ingest_position) */
+  char *spool_id;
+  char *daemon_pos;             /* daemon_id as written there */
+  char *spool_lit, *daemon_lit; /* as SQL literals */
+  int pos_setup;                /* reading it at connect (else: resuming) */
+  int pos_read; /* read once: acked_seq is what the database said */
+  pm_ratelimit_t rl_conflict;
+
+  /* bisection of a batch with bad data: index ranges [lo, hi) of recs
+   * still to ship, the next on top */
+  struct range {
+    size_t lo, hi;
+  } bis[72];
+  size_t nbis;
+  int bisecting;
+  char bad_state[6]; /* the error of the range that failed */
+  char bad_reason[512];
+  size_t dl_episode; /* records dead-lettered from this batch */
+  char dl_first_state[6], dl_first_reason[512];
+
+  /* the dead-letter write (on libuv's threadpool) */
+  uv_work_t dl_work;
+  int dl_busy;
+  unsigned epoch, dl_epoch; /* pm_writer__fail bumps epoch */
+  uint64_t dl_seq;          /* the record being written */
+  uint64_t dl_upto;         /* records up to it are in the file already */
+  char *dl_line;            /* the JSON line, with its newline */
+  char dl_path[4096];
+  char dl_err[4096 + 512]; /* "": written and fsynced */
+
+  /* a COMMIT whose answer was lost: settled by the position */
   int indoubt;
-  char indoubt_xid[32];
   uint64_t indoubt_last;
   size_t indoubt_shipped, indoubt_refused;
   int indoubt_direct;

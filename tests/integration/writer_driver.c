@@ -17,6 +17,8 @@
  *   --drain-timeout S    bound of the final drain (default 60)
  *   --password-file F    database.password_file
  *   --id ID              daemon id (default "driver")
+ *   --spool-id ID        the position's key (default: a random one per run)
+ *   --deadletter DIR     dead-letter directory (default: none, logged only)
  *   --metrics            declare the canonical and daemon metrics
  *   -v                   debug logging
  *
@@ -32,15 +34,20 @@
  *   waitfile PATH [S]    until PATH exists (exit 3 after S, default 60)
  *   mark TEXT            print "mark TEXT" on stdout (flushed)
  *   stats                print the writer's counters on stdout
+ *   position             print "position SPOOL_ID LAST_SEQ DAEMON_ID" as the
+ *                        database has it (a blocking query of its own;
+ *                        "position SPOOL_ID none" when there is no row)
  *   clock TEXT           print "clock TEXT SECONDS" (monotonic, for timing)
  * TS: unix seconds, "now" (the driver's start time, the same for the
  * whole script), or now[+-]N[smhd] (e.g. now-300d).
  *
  * At the end of the script: drain, print
- *   pushed=N shipped=S refused=R batches=B errors=E connected=C direct=D
- *   fallbacks=F
- * (D: batches committed by the direct path, F: direct attempts that fell
- * back to the merge on a unique violation)
+ *   pushed=N shipped=S refused=R batches=B errors=E connected=C
+ *   deadlettered=L conflicts=K position=P direct=D fallbacks=F
+ * (L: records dead-lettered, K: fenced position updates that found the
+ * position moved, P: the position as the writer last saw it, D: batches
+ * committed by the direct path, F: direct attempts that fell back to the
+ * merge on a unique violation)
  * and exit 0 if the drain shipped everything, 1 if not, 2 on bad usage.
  */
 #include <errno.h>
@@ -52,6 +59,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <libpq-fe.h>
 #include <uv.h>
 
 #include "catalog.h"
@@ -89,6 +97,8 @@ typedef struct driver {
   int64_t drain_timeout_us;
   int exit_code;
   int drain_status;
+  const char *conninfo;
+  const char *spool_id;
 } driver_t;
 
 static void run(driver_t *d);
@@ -207,11 +217,42 @@ static void print_stats(driver_t *d, const char *prefix) {
   pm_writer_stats_t st;
   pm_writer_get_stats(d->w, &st);
   printf("%spushed=%" PRIu64 " shipped=%" PRIu64 " refused=%" PRIu64
-         " batches=%" PRIu64 " errors=%" PRIu64 " connected=%d direct=%" PRIu64
-         " fallbacks=%" PRIu64 "\n",
+         " batches=%" PRIu64 " errors=%" PRIu64
+         " connected=%d deadlettered=%" PRIu64 " conflicts=%" PRIu64
+         " position=%" PRIu64 " direct=%" PRIu64 " fallbacks=%" PRIu64 "\n",
          prefix, d->pushed, st.shipped, st.refused, st.batches, st.errors,
-         st.connected, st.direct_batches, st.direct_fallbacks);
+         st.connected, st.dead_lettered, st.position_conflicts, st.position,
+         st.direct_batches, st.direct_fallbacks);
   fflush(stdout);
+}
+
+/* The position as the database has it: a blocking query of its own (a
+ * test driver may block its loop). */
+static void print_position(driver_t *d) {
+  PGconn *c = PQconnectdb(d->conninfo);
+  const char *params[1] = {d->spool_id};
+  PGresult *r;
+  if (PQstatus(c) != CONNECTION_OK) {
+    fprintf(stderr, "writer_driver: position: %s", PQerrorMessage(c));
+    PQfinish(c);
+    exit(1);
+  }
+  r = PQexecParams(c,
+                   "SELECT last_seq, daemon_id FROM "
+                   "portalmetrics.ingest_position WHERE spool_id = $1",
+                   1, NULL, params, NULL, NULL, 0);
+  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+    fprintf(stderr, "writer_driver: position: %s", PQerrorMessage(c));
+    exit(1);
+  }
+  if (PQntuples(r) == 0)
+    printf("position %s none\n", d->spool_id);
+  else
+    printf("position %s %s %s\n", d->spool_id, PQgetvalue(r, 0, 0),
+           PQgetvalue(r, 0, 1));
+  fflush(stdout);
+  PQclear(r);
+  PQfinish(c);
 }
 
 /* Continue the running gen; 1 when it is done. */
@@ -368,6 +409,8 @@ static void run(driver_t *d) {
       fflush(stdout);
     } else if (strcmp(op, "stats") == 0) {
       print_stats(d, "stats ");
+    } else if (strcmp(op, "position") == 0) {
+      print_position(d);
     } else {
       die_line(c, "unknown command");
     }
@@ -414,7 +457,8 @@ static void usage(void) {
           "usage: writer_driver [--migrate] [--batch N] [--flush MS] "
           "[--queue N] [--max-age DAYS] [--retention DAYS] [--stmt-timeout "
           "S] [--connect-timeout S] [--drain-timeout S] [--password-file F] "
-          "[--id ID] [--metrics] [-v] CONNINFO < script\n");
+          "[--id ID] [--spool-id ID] [--deadletter DIR] [--metrics] [-v] "
+          "CONNINFO < script\n");
   exit(2);
 }
 
@@ -431,7 +475,9 @@ int main(int argc, char **argv) {
     O_DRAIN,
     O_PWF,
     O_ID,
-    O_METRICS
+    O_METRICS,
+    O_SPOOL,
+    O_DL
   };
   static const struct option opts[] = {
       {"migrate", no_argument, NULL, O_MIGRATE},
@@ -446,12 +492,16 @@ int main(int argc, char **argv) {
       {"password-file", required_argument, NULL, O_PWF},
       {"id", required_argument, NULL, O_ID},
       {"metrics", no_argument, NULL, O_METRICS},
+      {"spool-id", required_argument, NULL, O_SPOOL},
+      {"deadletter", required_argument, NULL, O_DL},
       {NULL, 0, NULL, 0}};
   const int64_t S = 1000000, DAY = 86400 * S;
   pm_writer_opts_t wo = {0};
   driver_t d = {0};
   size_t queue_cap = 100000;
   int migrate = 0, metrics = 0, verbose = 0, c;
+  char spool_hex[33];
+  unsigned char rnd[16];
 
   wo.batch_max = 1000;
   wo.flush_interval_us = 100 * 1000;
@@ -498,6 +548,12 @@ int main(int argc, char **argv) {
     case O_METRICS:
       metrics = 1;
       break;
+    case O_SPOOL:
+      wo.spool_id = optarg;
+      break;
+    case O_DL:
+      wo.deadletter_dir = optarg;
+      break;
     case 'v':
       verbose = 1;
       break;
@@ -508,6 +564,17 @@ int main(int argc, char **argv) {
   if (optind + 1 != argc)
     usage();
   wo.conninfo = argv[optind];
+  if (!wo.spool_id) {
+    if (uv_random(NULL, NULL, rnd, sizeof rnd, 0, NULL) != 0) {
+      fprintf(stderr, "writer_driver: no randomness\n");
+      return 1;
+    }
+    for (size_t i = 0; i < sizeof rnd; i++)
+      snprintf(spool_hex + 2 * i, 3, "%02x", rnd[i]);
+    wo.spool_id = spool_hex;
+  }
+  d.conninfo = wo.conninfo;
+  d.spool_id = wo.spool_id;
   pm_log_init(verbose ? PM_LOG_DEBUG : PM_LOG_INFO, 0);
   start_us = wall_us();
   d.loop = uv_default_loop();
