@@ -50,6 +50,7 @@ typedef struct daemon_state {
   pm_series_registry_t *series;
   pm_dedup_t *dedup;
   pm_queue_t *queue;
+  pm_source_t src; /* what the writer ships from */
   pm_writer_t *writer;
   pm_pool_t *pool;
   pm_scheduler_t *sched;
@@ -298,7 +299,8 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   snprintf(dl_dir, sizeof dl_dir, "%s/deadletter", cfg->state_dir);
   wo.spool_id = spool_id;
   wo.deadletter_dir = dl_dir;
-  d.writer = d.queue ? pm_writer_new(d.loop, &wo, d.queue) : NULL;
+  d.src = pm_queue_source(d.queue);
+  d.writer = d.queue ? pm_writer_new(d.loop, &wo, &d.src) : NULL;
   d.ctx = (pm_host_ctx_t){.loop = d.loop,
                           .series = d.series,
                           .sink = sink_push,
@@ -307,9 +309,9 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
                           .state_dir = cfg->state_dir,
                           .dedup = d.dedup,
                           .max_sample_age_us = cfg->max_sample_age_us};
-  d.sched = pm_scheduler_new(d.loop, &d.ctx, d.loader, d.pool, d.queue);
+  d.sched = pm_scheduler_new(d.loop, &d.ctx, d.loader, d.pool, &d.src);
   d.self =
-      d.writer ? pm_selfmetrics_new(d.loop, &d.ctx, d.writer, d.queue) : NULL;
+      d.writer ? pm_selfmetrics_new(d.loop, &d.ctx, d.writer, &d.src) : NULL;
   if (!d.series || !d.dedup || !d.queue || !d.pool || !d.writer || !d.sched ||
       !d.self) {
     pm_error("out of memory at start-up");

@@ -49,7 +49,7 @@ struct pm_scheduler {
   pm_host_ctx_t *ctx;
   pm_loader_t *loader;
   pm_pool_t *pool;
-  pm_queue_t *queue;
+  pm_source_t src; /* ctx NULL: none */
   pm_plan_t *plan;
   collector_t *running;  /* live collectors */
   collector_t *retiring; /* stopping, waiting for their run or handles */
@@ -267,7 +267,7 @@ static void on_timer(uv_timer_t *t) {
     schedule(c, jittered_ms(s, c->interval_us, 0.02));
     return;
   }
-  if (s->queue && pm_queue_full(s->queue)) {
+  if (s->src.ctx && s->src.full(s->src.ctx)) {
     c->skipped_busy++;
     pm_host_busy(s->ctx, 1);
     schedule(c, jittered_ms(s, c->interval_us, 0.02));
@@ -423,7 +423,7 @@ fail:
 
 pm_scheduler_t *pm_scheduler_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
                                  pm_loader_t *loader, pm_pool_t *pool,
-                                 pm_queue_t *queue) {
+                                 const pm_source_t *src) {
   pm_scheduler_t *s = calloc(1, sizeof(*s));
   if (!s)
     return NULL;
@@ -431,7 +431,8 @@ pm_scheduler_t *pm_scheduler_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
   s->ctx = ctx;
   s->loader = loader;
   s->pool = pool;
-  s->queue = queue;
+  if (src)
+    s->src = *src;
   s->rng = uv_hrtime() ^ (uint64_t)(uintptr_t)s;
   uv_timer_init(loop, &s->health_timer);
   uv_timer_init(loop, &s->grace_timer);

@@ -13,14 +13,14 @@
 #include "host.h"
 #include "plan.h"
 #include "pool.h"
-#include "queue.h"
+#include "source.h"
 
 typedef struct pm_scheduler pm_scheduler_t;
 
 /* queue (may be NULL) is asked whether it is full before each poll run. */
 pm_scheduler_t *pm_scheduler_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
                                  pm_loader_t *loader, pm_pool_t *pool,
-                                 pm_queue_t *queue);
+                                 const pm_source_t *src);
 
 /*
  * Make the running collectors those of plan, which the scheduler takes

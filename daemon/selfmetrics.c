@@ -11,7 +11,7 @@ struct pm_selfmetrics {
   uv_timer_t timer;
   pm_instance_t *inst;
   pm_writer_t *writer;
-  pm_queue_t *queue;
+  pm_source_t src;
   pm_writer_stats_t rep; /* what was reported already */
   pm_host_ctx_t *ctx;
   unsigned ticks;
@@ -33,7 +33,7 @@ static void report(pm_selfmetrics_t *m) {
 
   pm_writer_get_stats(m->writer, &st);
   smp[n++] = (pm_sample_t){"portalmetricsd.spool_records", NULL,  0, now,
-                           (double)pm_queue_len(m->queue), PM_SET};
+                           (double)m->src.len(m->src.ctx), PM_SET};
   smp[n++] = (pm_sample_t){"portalmetricsd.db_connected", NULL,  0, now,
                            st.connected ? 1 : 0,          PM_SET};
   if (st.shipped > m->rep.shipped)
@@ -59,13 +59,14 @@ static void report(pm_selfmetrics_t *m) {
 /* Every second: end a backpressure episode promptly; every ten: report. */
 static void on_timer(uv_timer_t *t) {
   pm_selfmetrics_t *m = t->data;
-  pm_host_busy_check(m->ctx, pm_queue_full(m->queue));
+  pm_host_busy_check(m->ctx, m->src.full(m->src.ctx));
   if (++m->ticks % REPORT_TICKS == 0)
     report(m);
 }
 
 pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
-                                     pm_writer_t *writer, pm_queue_t *queue) {
+                                     pm_writer_t *writer,
+                                     const pm_source_t *src) {
   pm_selfmetrics_t *m = calloc(1, sizeof(*m));
   pm_collector_conf_t conf = {.name = "portalmetricsd", .max_series = SIZE_MAX};
 
@@ -78,7 +79,7 @@ pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
   }
   m->writer = writer;
   m->ctx = ctx;
-  m->queue = queue;
+  m->src = *src;
   uv_timer_init(loop, &m->timer);
   m->timer.data = m;
   uv_timer_start(&m->timer, on_timer, TICK_MS, TICK_MS);

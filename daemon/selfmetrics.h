@@ -9,14 +9,15 @@
 
 #include <uv.h>
 #include "host.h"
-#include "queue.h"
+#include "source.h"
 #include "writer.h"
 
 typedef struct pm_selfmetrics pm_selfmetrics_t;
 
-/* Reads from the writer and the queue; emits through ctx. */
+/* Reads from the writer and the source; emits through ctx. */
 pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
-                                     pm_writer_t *writer, pm_queue_t *queue);
+                                     pm_writer_t *writer,
+                                     const pm_source_t *src);
 /* Report once more, stop the timer; cb (may be NULL) once it is closed. */
 void pm_selfmetrics_stop(pm_selfmetrics_t *m, void (*cb)(void *), void *arg);
 /* After stop's cb. */

@@ -280,12 +280,13 @@ static void iso_time(int64_t us, char *buf, size_t len) {
 /* lifecycle */
 
 pm_writer_t *pm_writer_new(uv_loop_t *loop, const pm_writer_opts_t *opts,
-                           pm_queue_t *queue) {
+                           const pm_source_t *src) {
   pm_writer_t *w = calloc(1, sizeof *w);
   if (!w)
     return NULL;
   w->loop = loop;
-  w->q = queue;
+  if (src)
+    w->src = *src;
   pm_idset_init(&w->confirmed);
   pm_idset_init(&w->bad);
   pm_idset_init(&w->batch_ids);
@@ -428,7 +429,7 @@ void pm_writer_drain(pm_writer_t *w, int64_t timeout_us,
   w->done_cb = cb;
   w->done_arg = arg;
   w->draining = 1;
-  w->drain_target = pm_queue_last_seq(w->q);
+  w->drain_target = w->src.last_seq(w->src.ctx);
   if (w->state >= W_CLOSING)
     return;
   if (w->state == W_NEW) {
@@ -762,7 +763,7 @@ static void w_apply_position(pm_writer_t *w, uint64_t p) {
   w->pos_read = 1;
   w->acked_seq = p;
   w->stats.position = p;
-  pm_queue_ack(w->q, p);
+  w->src.ack(w->src.ctx, p);
 }
 
 static void w_on_pos_read(void *arg, const pm_pg_result_t *r) {
@@ -897,7 +898,7 @@ void pm_writer__maint_done(pm_writer_t *w) {
               w->schema_version);
     }
     w->ever_connected = 1;
-    if (pm_queue_last_seq(w->q) <= w->acked_seq)
+    if (w->src.last_seq(w->src.ctx) <= w->acked_seq)
       w->fails = 0;
     if (!uv_is_active((uv_handle_t *)&w->maint_timer))
       uv_timer_start(&w->maint_timer, w_on_maint, MAINT_INTERVAL_MS,
@@ -931,7 +932,7 @@ void pm_writer_kick(pm_writer_t *w) {
   if (w->state == W_NEW || w->state >= W_CLOSING)
     return;
   shipped_upto = w->state == W_SHIPPING ? w->batch_hi : w->acked_seq;
-  if (w->first_wait_us == 0 && pm_queue_last_seq(w->q) > shipped_upto)
+  if (w->first_wait_us == 0 && w->src.last_seq(w->src.ctx) > shipped_upto)
     w->first_wait_us = pm_writer__mono_us();
   if (w->state == W_IDLE)
     w_maybe_ship(w, 0);
@@ -945,8 +946,8 @@ static void w_maybe_ship(pm_writer_t *w, int force) {
     return;
   /* records pushed after the position was read may be shipped already
    * (an earlier session of this spool shipped them) */
-  pm_queue_ack(w->q, w->acked_seq);
-  if (pm_queue_last_seq(w->q) <= w->acked_seq) {
+  w->src.ack(w->src.ctx, w->acked_seq);
+  if (w->src.last_seq(w->src.ctx) <= w->acked_seq) {
     w->first_wait_us = 0;
     uv_timer_stop(&w->flush_timer);
     return;
@@ -956,7 +957,7 @@ static void w_maybe_ship(pm_writer_t *w, int force) {
     w->first_wait_us = now;
   due = w->first_wait_us + w->o.flush_interval_us;
   if (force || w->draining || now >= due ||
-      pm_queue_len(w->q) >= w->batch_max) {
+      w->src.len(w->src.ctx) >= w->batch_max) {
     w_ship(w);
     return;
   }
@@ -1047,7 +1048,7 @@ static int w_direct_ok(pm_writer_t *w) {
 }
 
 static void w_ship(pm_writer_t *w) {
-  w->nrecs = pm_queue_read(w->q, w->acked_seq, w->recs, w->batch_max);
+  w->nrecs = w->src.read(w->src.ctx, w->acked_seq, w->recs, w->batch_max);
   if (w->nrecs == 0) {
     w->first_wait_us = 0;
     return;
@@ -1056,7 +1057,7 @@ static void w_ship(pm_writer_t *w) {
   w->state = W_SHIPPING;
   w->batch_hi = w->recs[w->nrecs - 1].seq;
   w->first_wait_us =
-      pm_queue_last_seq(w->q) > w->batch_hi ? pm_writer__mono_us() : 0;
+      w->src.last_seq(w->src.ctx) > w->batch_hi ? pm_writer__mono_us() : 0;
   w->nbis = 0;
   w_ship_range(w, 0, w->nrecs);
 }
@@ -1235,7 +1236,7 @@ static void w_on_dl_advanced(void *arg, const pm_pg_result_t *r) {
   }
   w->acked_seq = w->batch_last;
   w->stats.position = w->batch_last;
-  pm_queue_ack(w->q, w->batch_last);
+  w->src.ack(w->src.ctx, w->batch_last);
   w->fails = 0;
   w_next(w);
 }
@@ -1513,7 +1514,7 @@ static void w_on_committed(pm_writer_t *w, size_t shipped, size_t refused) {
   }
   w->acked_seq = w->batch_last;
   w->stats.position = w->batch_last;
-  pm_queue_ack(w->q, w->batch_last);
+  w->src.ack(w->src.ctx, w->batch_last);
   w->stats.shipped += shipped;
   w->stats.refused += refused;
   w->stats.batches++;

@@ -41,7 +41,7 @@
 #include <stdint.h>
 #include <uv.h>
 #include <portalmetrics/plugin.h>
-#include "queue.h"
+#include "source.h"
 
 typedef struct pm_writer_opts {
   const char *conninfo;      /* libpq conninfo or URI */
@@ -80,10 +80,11 @@ typedef struct pm_writer_stats {
 
 typedef struct pm_writer pm_writer_t;
 
-/* Copies opts. Does not connect yet. NULL on ENOMEM, or when
+/* Copies opts and src (what it ships from: the spool, or a queue; NULL
+ * for pm_writer_migrate). Does not connect yet. NULL on ENOMEM, or when
  * opts->spool_id is not as above (logged). */
 pm_writer_t *pm_writer_new(uv_loop_t *loop, const pm_writer_opts_t *opts,
-                           pm_queue_t *queue);
+                           const pm_source_t *src);
 
 /* Metric declarations to upsert into portalmetrics.metrics on every
  * connect (and now, if connected): tables is an array of ntables
@@ -95,7 +96,7 @@ int pm_writer_set_metrics(pm_writer_t *w, const pm_metric_decl_t *const *tables,
  * retried, not returned. */
 int pm_writer_start(pm_writer_t *w);
 
-/* The queue has records (the queue's on_ready calls this). */
+/* The source has records (its on_ready calls this). */
 void pm_writer_kick(pm_writer_t *w);
 
 /*

@@ -58,7 +58,7 @@ typedef struct metric {
 struct pm_writer {
   uv_loop_t *loop;
   pm_writer_opts_t o; /* strings owned */
-  pm_queue_t *q;
+  pm_source_t src;
   pm_pg_t *pg;
   int state;
   int migrate_mode;

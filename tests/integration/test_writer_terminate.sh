@@ -9,9 +9,10 @@ DRV=${WRITER_DRIVER:-$PM_BUILD/tests/writer_driver}
 [ -x "$DRV" ] || fail "no writer_driver at $DRV"
 pm_pg
 
-# 40 add series x 300 ts at 2000 records/s (six seconds), batches of 200
+# 40 add series x 300 ts at 1000 records/s (twelve seconds: longer than
+# the kills take even on a loaded machine), batches of 200
 cat >"$T/script" <<SCRIPT
-gen t.term add 40 300 now-3h 1 1 2000
+gen t.term add 40 300 now-3h 1 1 1000
 wait 120
 position
 SCRIPT
@@ -29,7 +30,6 @@ for ((i = 0; i < 20; i++)); do
   sleep "0.$((RANDOM % 3 + 1))" # 100..300 ms
 done
 [ "$kills" -ge 10 ] || fail "only $kills of 20 kills found the writer's backend"
-kill -0 "$DRV_PID" 2>/dev/null || fail "driver died under the kills"
 rc=0
 wait "$DRV_PID" || rc=$?
 [ "$rc" -eq 0 ] || fail "driver exited $rc"

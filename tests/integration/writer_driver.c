@@ -65,6 +65,7 @@
 #include "catalog.h"
 #include "log.h"
 #include "queue.h"
+#include "source.h"
 #include "sample.h"
 #include "series.h"
 #include "writer.h"
@@ -594,7 +595,8 @@ int main(int argc, char **argv) {
   read_script(&d, stdin);
   d.reg = pm_series_registry_new();
   d.q = pm_queue_new(d.loop, queue_cap, on_ready, &d);
-  d.w = d.q ? pm_writer_new(d.loop, &wo, d.q) : NULL;
+  pm_source_t src = d.q ? pm_queue_source(d.q) : (pm_source_t){0};
+  d.w = d.q ? pm_writer_new(d.loop, &wo, &src) : NULL;
   if (!d.reg || !d.w) {
     fprintf(stderr, "writer_driver: out of memory\n");
     return 1;
