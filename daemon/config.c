@@ -57,7 +57,8 @@ static const char *const database_keys[] = {
     "max_sample_age",    "connect_timeout",
     "statement_timeout", "batch_size",
     "drain_timeout",     NULL};
-static const char *const spool_keys[] = {"max_size", NULL};
+static const char *const spool_keys[] = {"max_size", "segment_size",
+                                         "commit_delay", "dedup_window", NULL};
 static const char *const collector_keys[] = {
     "name",       "plugin",   "interval", "timeout", "labels",
     "max_series", "settings", "isolate",  NULL};
@@ -465,7 +466,29 @@ static int load_spool(ctx_t *c) {
   if ((rc = top_group(c, "spool", &g)) != 0 ||
       (rc = check_keys(c, g, "spool", spool_keys)) != 0)
     return rc;
-  return get_size(c, g, "spool", "max_size", &c->cfg->spool_max_size);
+  pm_config_t *cfg = c->cfg;
+  cfg->spool_segment_size = 0; /* 0: not given */
+  if ((rc = get_size(c, g, "spool", "max_size", &cfg->spool_max_size)) != 0 ||
+      (rc = get_size(c, g, "spool", "segment_size",
+                     &cfg->spool_segment_size)) != 0 ||
+      (rc = get_duration(c, g, "spool", "commit_delay", 0,
+                         &cfg->spool_commit_delay_us, NULL)) != 0 ||
+      (rc = get_duration(c, g, "spool", "dedup_window", 1,
+                         &cfg->dedup_window_us, NULL)) != 0)
+    return rc;
+  /* A segment is deleted whole once shipped: one larger than the cap
+   * could never leave room. By default, an eighth of the cap. */
+  if (cfg->spool_segment_size == 0) {
+    cfg->spool_segment_size = cfg->spool_max_size / 8;
+    if (cfg->spool_segment_size > (UINT64_C(64) << 20))
+      if (cfg->spool_segment_size < 4096)
+        cfg->spool_segment_size = 4096;
+  } else if (cfg->spool_segment_size < 4096 ||
+             cfg->spool_segment_size > cfg->spool_max_size / 2)
+    return fail(c, config_setting_get_member(g, "segment_size"),
+                "spool.segment_size",
+                "must be at least 4KiB and at most half of spool.max_size");
+  return 0;
 }
 
 static int load_labels(ctx_t *c, pm_collector_conf_t *col,
@@ -680,6 +703,8 @@ static int set_defaults(ctx_t *c) {
   cfg->batch_max = DEFAULT_BATCH_MAX;
   cfg->drain_timeout_us = DEFAULT_DRAIN_TIMEOUT_US;
   cfg->spool_max_size = DEFAULT_SPOOL_MAX_SIZE;
+  cfg->spool_commit_delay_us = 2000;
+  cfg->dedup_window_us = 7 * 86400 * INT64_C(1000000);
   return 0;
 }
 

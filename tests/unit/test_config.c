@@ -393,7 +393,7 @@ ERROR_TEST(test_unknown_in_daemon, "unknown_daemon.conf", "daemon.loglevel",
 ERROR_TEST(test_unknown_in_database, "unknown_database.conf",
            "database.flush_intervall", "unknown setting")
 ERROR_TEST(test_unknown_in_spool, "unknown_spool.conf", "spool.max",
-           "unknown setting (expected one of: max_size)")
+           "unknown setting (expected one of: max_size, segment_size, commit_delay, dedup_window)")
 ERROR_TEST(test_unknown_in_collector, "unknown_collector.conf",
            "collectors.[1].intervall", "unknown setting")
 
@@ -414,6 +414,8 @@ ERROR_TEST(test_type_batch_size, "type_batch_size.conf", "database.batch_size",
 
 ERROR_TEST(test_bad_duration, "bad_duration.conf", "database.flush_interval",
            "invalid duration \"5 parsecs\"")
+ERROR_TEST(test_bad_segment_size, "bad_segment_size.conf",
+           "spool.segment_size", "at most half of spool.max_size")
 ERROR_TEST(test_bad_size, "bad_size.conf", "spool.max_size",
            "invalid size \"2GB5\"")
 ERROR_TEST(test_interval_zero, "interval_zero.conf", "collectors.[0].interval",
@@ -617,6 +619,7 @@ int main(void) {
       cmocka_unit_test(test_type_batch_size),
       cmocka_unit_test(test_bad_duration),
       cmocka_unit_test(test_bad_size),
+      cmocka_unit_test(test_bad_segment_size),
       cmocka_unit_test(test_interval_zero),
       cmocka_unit_test(test_timeout_longer_than_interval),
       cmocka_unit_test(test_unknown_log_level),
