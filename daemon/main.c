@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,6 @@
 
 #include "catalog.h"
 #include "config.h"
-#include "dedup.h"
 #include "errors.h"
 #include "host.h"
 #include "loader.h"
@@ -27,7 +25,7 @@
 #include "once.h"
 #include "plan.h"
 #include "pool.h"
-#include "queue.h"
+#include "spool.h"
 #include "scheduler.h"
 #include "selfmetrics.h"
 #include "series.h"
@@ -37,9 +35,6 @@
 #define EXIT_USAGE 2
 #define POOL_MAX_THREADS 64
 #define STOP_GRACE_US (2 * INT64_C(1000000))
-/* How long an idempotency key is remembered (HL7 senders retry for
- * hours; a week covers a weekend outage). */
-#define DEDUP_WINDOW_US (7 * 86400 * INT64_C(1000000))
 
 typedef struct daemon_state {
   uv_loop_t *loop;
@@ -48,8 +43,7 @@ typedef struct daemon_state {
   pm_config_t *cfg;        /* the running config (owned by its plan) */
   pm_loader_t *loader;
   pm_series_registry_t *series;
-  pm_dedup_t *dedup;
-  pm_queue_t *queue;
+  pm_spool_t *spool;
   pm_source_t src; /* what the writer ships from */
   pm_writer_t *writer;
   pm_pool_t *pool;
@@ -80,13 +74,15 @@ static void usage(FILE *f) {
 
 /* ------------------------------------------------------------------ */
 
-static int sink_push(void *ctx, pm_rec_t *recs, size_t n,
-                     const pm_sink_key_t *key, pm_done_cb done, void *arg) {
-  (void)key; /* checked against d.dedup by the host */
-  return pm_queue_push(ctx, recs, n, done, arg);
+/* Every accepted sample goes through the spool; it keeps the keys too. */
+static int sink_append(void *ctx, pm_rec_t *recs, size_t n,
+                       const pm_sink_key_t *key, pm_done_cb done, void *arg) {
+  return pm_spool_append(ctx, recs, n, key ? key->key : NULL,
+                         key ? key->len : 0, key ? key->scope : NULL, done,
+                         arg);
 }
 
-static void on_queue_ready(void *arg) {
+static void on_spool_ready(void *arg) {
   daemon_state_t *d = arg;
   if (d->writer)
     pm_writer_kick(d->writer);
@@ -149,7 +145,7 @@ static void on_handle_closed(uv_handle_t *h) {
   (void)h;
 }
 
-static void on_queue_closed(void *arg) {
+static void on_spool_closed(void *arg) {
   daemon_state_t *d = arg;
   uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
   uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
@@ -160,26 +156,37 @@ static void on_queue_closed(void *arg) {
 
 static void on_pool_closed(void *arg) {
   daemon_state_t *d = arg;
-  pm_queue_close(d->queue, on_queue_closed, d);
+  pm_spool_close(d->spool, on_spool_closed, d);
 }
 
 static void on_drained(void *arg, int status) {
   daemon_state_t *d = arg;
-  size_t left = pm_queue_len(d->queue);
+  size_t left = pm_spool_len(d->spool);
 
   if (status == 0)
     pm_info("stopped: every sample was written to PostgreSQL");
   else
-    pm_warn("stopped with %zu samples not written: the database did not take "
-            "them in time (they are lost: the in-memory queue has no spool "
-            "yet)",
+    pm_warn("stopped with %zu samples not yet written: the database did not "
+            "take them within database.drain_timeout; they stay in the spool "
+            "and are shipped first at the next start",
             left);
   pm_pool_shutdown(d->pool, on_pool_closed, d);
 }
 
+static void on_spool_synced(void *arg, int status) {
+  daemon_state_t *d = arg;
+  (void)status; /* a failed group stays unshipped: nothing to drain */
+  pm_writer_drain(d->writer, d->cfg->drain_timeout_us, on_drained, d);
+}
+
+/* The collectors' last samples (and their final health) may still wait
+ * for their group commit: an empty append completes after them, and the
+ * drain then covers them. */
 static void on_sched_stopped(void *arg) {
   daemon_state_t *d = arg;
-  pm_writer_drain(d->writer, d->cfg->drain_timeout_us, on_drained, d);
+  if (pm_spool_append(d->spool, NULL, 0, NULL, 0, NULL, on_spool_synced, d) !=
+      0)
+    on_spool_synced(d, 0);
 }
 
 static void begin_stop(daemon_state_t *d, const char *why) {
@@ -248,7 +255,7 @@ static void on_watchdog(uv_timer_t *t) {
   pm_writer_stats_t st;
 
   pm_writer_get_stats(d->writer, &st);
-  if (st.shipped != d->wd_shipped || pm_queue_len(d->queue) == 0 ||
+  if (st.shipped != d->wd_shipped || pm_spool_len(d->spool) == 0 ||
       !st.connected)
     sd_notify(0, "WATCHDOG=1");
   d->wd_shipped = st.shipped;
@@ -261,8 +268,8 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   pm_config_t *cfg = plan->cfg;
   pm_writer_opts_t wo = {0};
   uint64_t wd_usec = 0;
-  unsigned char rnd[16];
-  char spool_id[33], dl_dir[4096];
+  pm_spool_opts_t so = {0};
+  char spool_dir[4096], dl_dir[4096], err[1024];
 
   d.loop = uv_default_loop();
   d.config_path = config_path;
@@ -275,9 +282,22 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   }
 
   d.series = pm_series_registry_new();
-  d.dedup = pm_dedup_new(DEDUP_WINDOW_US);
-  d.queue = pm_queue_new(d.loop, cfg->spool_max_size / sizeof(pm_rec_t),
-                         on_queue_ready, &d);
+  snprintf(spool_dir, sizeof(spool_dir), "%s/spool", cfg->state_dir);
+  so.dir = spool_dir;
+  so.max_size = cfg->spool_max_size;
+  so.segment_size = cfg->spool_segment_size;
+  so.commit_delay_us =
+      cfg->spool_commit_delay_us ? cfg->spool_commit_delay_us : -1;
+  so.dedup_window_us = cfg->dedup_window_us;
+  so.on_ready = on_spool_ready;
+  so.ready_arg = &d;
+  /* Recovery runs here, before the loop: what the last run left is
+   * shipped first. Only an unusable folder stops the start. */
+  if (pm_spool_open(d.loop, &so, &d.spool, err, sizeof(err)) != 0) {
+    pm_error("cannot open the spool: %s", err);
+    pm_plan_free(plan);
+    return EXIT_RUNTIME;
+  }
   d.pool = pm_pool_new(d.loop, POOL_MAX_THREADS);
   wo.conninfo = cfg->conninfo;
   wo.password_file = cfg->password_file;
@@ -288,32 +308,24 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   wo.statement_timeout_us = cfg->statement_timeout_us;
   wo.max_sample_age_us = cfg->max_sample_age_us;
   wo.retention_us = cfg->retention_us;
-  /* the in-memory queue has no identity: a random spool id per process
-   * (the spool will supply its persistent one) */
-  if (RAND_bytes(rnd, sizeof rnd) != 1) {
-    pm_error("cannot make a spool id: no randomness");
-    return EXIT_RUNTIME;
-  }
-  for (size_t i = 0; i < sizeof rnd; i++)
-    snprintf(spool_id + 2 * i, 3, "%02x", rnd[i]);
+  /* The position is keyed by the spool's identity, not the daemon's:
+   * renaming the daemon never re-ships or skips anything. */
   snprintf(dl_dir, sizeof dl_dir, "%s/deadletter", cfg->state_dir);
-  wo.spool_id = spool_id;
+  wo.spool_id = pm_spool_id(d.spool);
   wo.deadletter_dir = dl_dir;
-  d.src = pm_queue_source(d.queue);
-  d.writer = d.queue ? pm_writer_new(d.loop, &wo, &d.src) : NULL;
+  d.src = pm_spool_source(d.spool);
+  d.writer = pm_writer_new(d.loop, &wo, &d.src);
   d.ctx = (pm_host_ctx_t){.loop = d.loop,
                           .series = d.series,
-                          .sink = sink_push,
-                          .sink_ctx = d.queue,
+                          .sink = sink_append,
+                          .sink_ctx = d.spool,
                           .timezone = cfg->timezone,
                           .state_dir = cfg->state_dir,
-                          .dedup = d.dedup,
                           .max_sample_age_us = cfg->max_sample_age_us};
   d.sched = pm_scheduler_new(d.loop, &d.ctx, d.loader, d.pool, &d.src);
   d.self =
       d.writer ? pm_selfmetrics_new(d.loop, &d.ctx, d.writer, &d.src) : NULL;
-  if (!d.series || !d.dedup || !d.queue || !d.pool || !d.writer || !d.sched ||
-      !d.self) {
+  if (!d.series || !d.pool || !d.writer || !d.sched || !d.self) {
     pm_error("out of memory at start-up");
     return EXIT_RUNTIME;
   }
@@ -351,9 +363,8 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   }
   pm_scheduler_free(d.sched);
   pm_selfmetrics_free(d.self);
-  pm_queue_free(d.queue);
+  pm_spool_free(d.spool);
   pm_series_registry_free(d.series);
-  pm_dedup_free(d.dedup);
   uv_loop_close(d.loop);
   if (d.lock_fd >= 0)
     close(d.lock_fd);

@@ -1133,3 +1133,23 @@ void pm_spool_free(pm_spool_t *s) {
   if (s)
     destroy(s);
 }
+
+static size_t src_read(void *s, uint64_t after, pm_rec_t *out, size_t max) {
+  return pm_spool_read(s, after, out, max);
+}
+static void src_ack(void *s, uint64_t upto) {
+  pm_spool_ack(s, upto);
+}
+static size_t src_len(void *s) {
+  return pm_spool_len(s);
+}
+static int src_full(void *s) {
+  return pm_spool_full(s);
+}
+static uint64_t src_last_seq(void *s) {
+  return pm_spool_last_seq(s);
+}
+
+pm_source_t pm_spool_source(pm_spool_t *s) {
+  return (pm_source_t){s, src_read, src_ack, src_len, src_full, src_last_seq};
+}

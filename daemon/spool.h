@@ -210,4 +210,7 @@ void pm_spool_free(pm_spool_t *s);
 /* Tests only: make the next `n` fsyncs of segment data fail (EIO). */
 void pm_spool__fail_fsyncs(pm_spool_t *s, int n);
 
+/* The spool as the writer's source. */
+pm_source_t pm_spool_source(pm_spool_t *s);
+
 #endif
