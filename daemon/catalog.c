@@ -60,6 +60,17 @@ const pm_metric_decl_t pm_daemon_metrics[] = {
     {"portalmetricsd.ship_refused", PM_COUNT, "samples",
      "samples the database refused (series kind or identity conflict), per "
      "minute"},
+    {"portalmetricsd.dead_lettered", PM_COUNT, "samples",
+     "samples the database refused as bad data, written to the dead-letter "
+     "file, per minute"},
+    {"portalmetricsd.spool_bytes", PM_GAUGE, "bytes",
+     "bytes the spool holds on disk (and pending)"},
+    {"portalmetricsd.spool_oldest_age_seconds", PM_GAUGE, "seconds",
+     "how long the oldest unshipped sample has waited"},
+    {"portalmetricsd.spool_quarantined", PM_COUNT, "ranges",
+     "damaged spool ranges set aside at start (see the log)"},
+    {"portalmetricsd.spool_fsync_failures", PM_COUNT, "groups",
+     "group commits failed by a write or fsync error"},
     {"portalmetricsd.emits_busy", PM_COUNT, "emits",
      "emits refused because the spool was full (the sender retries), per "
      "minute"},

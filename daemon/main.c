@@ -323,8 +323,9 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
                           .state_dir = cfg->state_dir,
                           .max_sample_age_us = cfg->max_sample_age_us};
   d.sched = pm_scheduler_new(d.loop, &d.ctx, d.loader, d.pool, &d.src);
-  d.self =
-      d.writer ? pm_selfmetrics_new(d.loop, &d.ctx, d.writer, &d.src) : NULL;
+  d.self = d.writer
+               ? pm_selfmetrics_new(d.loop, &d.ctx, d.writer, d.spool, &d.src)
+               : NULL;
   if (!d.series || !d.pool || !d.writer || !d.sched || !d.self) {
     pm_error("out of memory at start-up");
     return EXIT_RUNTIME;

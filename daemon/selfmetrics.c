@@ -11,8 +11,10 @@ struct pm_selfmetrics {
   uv_timer_t timer;
   pm_instance_t *inst;
   pm_writer_t *writer;
+  pm_spool_t *spool;
   pm_source_t src;
   pm_writer_stats_t rep; /* what was reported already */
+  pm_spool_stats_t rep_spool;
   pm_host_ctx_t *ctx;
   unsigned ticks;
   void (*stop_cb)(void *);
@@ -27,33 +29,45 @@ static int64_t wall_us(void) {
 
 static void report(pm_selfmetrics_t *m) {
   pm_writer_stats_t st;
-  pm_sample_t smp[8];
+  pm_spool_stats_t sp = {0};
+  pm_sample_t smp[12];
   size_t n = 0;
   int64_t now = wall_us(), minute = now - now % (60 * INT64_C(1000000));
 
+#define GAUGE(name, v)                                                         \
+  smp[n++] = (pm_sample_t){(name), NULL, 0, now, (double)(v), PM_SET}
+#define COUNT(name, cur, rep)                                                  \
+  do {                                                                         \
+    if ((cur) > (rep))                                                         \
+      smp[n++] = (pm_sample_t){                                                \
+          (name), NULL, 0, minute, (double)((cur) - (rep)), PM_ADD};           \
+  } while (0)
+
   pm_writer_get_stats(m->writer, &st);
-  smp[n++] = (pm_sample_t){"portalmetricsd.spool_records", NULL,  0, now,
-                           (double)m->src.len(m->src.ctx), PM_SET};
-  smp[n++] = (pm_sample_t){"portalmetricsd.db_connected", NULL,  0, now,
-                           st.connected ? 1 : 0,          PM_SET};
-  if (st.shipped > m->rep.shipped)
-    smp[n++] = (pm_sample_t){"portalmetricsd.shipped",
-                             NULL,
-                             0,
-                             minute,
-                             (double)(st.shipped - m->rep.shipped),
-                             PM_ADD};
-  if (st.errors > m->rep.errors)
-    smp[n++] =
-        (pm_sample_t){"portalmetricsd.ship_retries",       NULL,  0, minute,
-                      (double)(st.errors - m->rep.errors), PM_ADD};
-  if (st.refused > m->rep.refused)
-    smp[n++] =
-        (pm_sample_t){"portalmetricsd.ship_refused",         NULL,  0, minute,
-                      (double)(st.refused - m->rep.refused), PM_ADD};
-  /* A busy queue keeps the deltas for the next report. */
-  if (pm_instance_emit_internal(m->inst, smp, n) == 0)
+  GAUGE("portalmetricsd.spool_records", m->src.len(m->src.ctx));
+  GAUGE("portalmetricsd.db_connected", st.connected ? 1 : 0);
+  COUNT("portalmetricsd.shipped", st.shipped, m->rep.shipped);
+  COUNT("portalmetricsd.ship_retries", st.errors, m->rep.errors);
+  COUNT("portalmetricsd.ship_refused", st.refused, m->rep.refused);
+  COUNT("portalmetricsd.dead_lettered", st.dead_lettered, m->rep.dead_lettered);
+  if (m->spool) {
+    int64_t oldest = pm_spool_oldest_ts(m->spool);
+    pm_spool_stats(m->spool, &sp);
+    GAUGE("portalmetricsd.spool_bytes", pm_spool_bytes(m->spool));
+    GAUGE("portalmetricsd.spool_oldest_age_seconds",
+          oldest && now > oldest ? (double)(now - oldest) / 1e6 : 0);
+    COUNT("portalmetricsd.spool_quarantined", sp.quarantined,
+          m->rep_spool.quarantined);
+    COUNT("portalmetricsd.spool_fsync_failures", sp.fsync_failures,
+          m->rep_spool.fsync_failures);
+  }
+#undef GAUGE
+#undef COUNT
+  /* A busy spool keeps the deltas for the next report. */
+  if (pm_instance_emit_internal(m->inst, smp, n) == 0) {
     m->rep = st;
+    m->rep_spool = sp;
+  }
 }
 
 /* Every second: end a backpressure episode promptly; every ten: report. */
@@ -65,7 +79,7 @@ static void on_timer(uv_timer_t *t) {
 }
 
 pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
-                                     pm_writer_t *writer,
+                                     pm_writer_t *writer, pm_spool_t *spool,
                                      const pm_source_t *src) {
   pm_selfmetrics_t *m = calloc(1, sizeof(*m));
   pm_collector_conf_t conf = {.name = "portalmetricsd", .max_series = SIZE_MAX};
@@ -78,6 +92,7 @@ pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
     return NULL;
   }
   m->writer = writer;
+  m->spool = spool;
   m->ctx = ctx;
   m->src = *src;
   uv_timer_init(loop, &m->timer);

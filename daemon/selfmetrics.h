@@ -1,6 +1,7 @@
 /*
  * The daemon's own health, beside each collector's: what waits to be
- * shipped, what was shipped, retried, refused, every 10 s as
+ * shipped and for how long, what was shipped, retried, refused,
+ * dead-lettered, quarantined, every 10 s as
  * portalmetricsd.* series with the label collector="portalmetricsd"
  * (a name the config reserves), through the same pipeline. Layer: main.
  */
@@ -10,13 +11,15 @@
 #include <uv.h>
 #include "host.h"
 #include "source.h"
+#include "spool.h"
 #include "writer.h"
 
 typedef struct pm_selfmetrics pm_selfmetrics_t;
 
-/* Reads from the writer and the source; emits through ctx. */
+/* Reads from the writer, the spool (may be NULL) and the source; emits
+ * through ctx. */
 pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
-                                     pm_writer_t *writer,
+                                     pm_writer_t *writer, pm_spool_t *spool,
                                      const pm_source_t *src);
 /* Report once more, stop the timer; cb (may be NULL) once it is closed. */
 void pm_selfmetrics_stop(pm_selfmetrics_t *m, void (*cb)(void *), void *arg);

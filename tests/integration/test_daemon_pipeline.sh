@@ -61,6 +61,9 @@ q "SELECT 1 FROM portalmetrics.latest WHERE metric = 'portalmetricsd.collect_las
 shipped=$(q "SELECT coalesce(sum(value),0)::bigint FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.shipped' AND labels->>'collector' = 'portalmetricsd'")
 [ "$shipped" -gt 0 ] || fail "portalmetricsd.shipped not reported"
 [ "$(q "SELECT max(value) FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.db_connected'")" = 1 ] || fail "db_connected not reported"
+for m in spool_bytes spool_records spool_oldest_age_seconds; do
+  [ "$(q "SELECT count(*) > 0 FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.$m'")" = t ] || fail "$m not reported"
+done
 
 # --once --stdout: JSON Lines, no database; the listener is skipped.
 "$PMD" -c "$T/p.conf" --once --stdout >"$T/once.out" 2>"$T/once.log" || fail "--once failed"
