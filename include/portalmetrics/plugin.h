@@ -195,23 +195,61 @@ typedef struct pm_instance pm_instance_t;
 typedef struct pm_setting pm_setting_t;
 
 /* Called once, on the loop thread, when an emit's samples are durable
- * (status 0) or can never be (status < 0, e.g. PM_ESTOPPED at shutdown).
- * Never called from inside emit, and never when emit returned an error. */
+ * (status 0: written and fsynced to the daemon's local spool, so they
+ * reach PostgreSQL exactly once whatever happens next) or can never be
+ * (status < 0: PM_EIO when the disk refused them, PM_ESTOPPED at
+ * shutdown). Never called from inside emit, and never when emit returned
+ * an error. Completions fire in emit order. */
 typedef void (*pm_durable_cb)(pm_instance_t *inst, void *arg, int status);
 
-/* Optional arguments of emit. Zero-initialise, then set `size`. */
+/*
+ * Optional arguments of emit. Zero-initialise, then set `size`.
+ *
+ * Durable completion. on_durable fires once the samples are durable (see
+ * pm_durable_cb). A listener acknowledges its upstream only then: an HL7
+ * listener sends its ACK from the completion, so a message the daemon
+ * could lose is never acknowledged, and a sender whose ACK was lost sends
+ * the message again.
+ *
+ * Idempotency key. The retransmission is recognised by its key (for HL7:
+ * sending application, facility and control id). An emit whose key the
+ * daemon saw within spool.dedup_window (default 7 days; across restarts:
+ * the key index is written in the same group commit as the samples) is a
+ * duplicate: emit returns 0, nothing is counted again, and its completion
+ * fires once the original is durable, so the sender gets its ACK either
+ * way. Keys are scoped to the collector and stored only as keyed hashes
+ * (HMAC-SHA-256 with a per-spool secret), never raw: a key may hold
+ * identifiers of a message, never of a patient. A refused emit (an error,
+ * PM_EBUSY) does not use up its key: the retry is taken.
+ *
+ * Example (a listener, on the loop thread):
+ *
+ *     static void on_durable(pm_instance_t *inst, void *arg, int status) {
+ *       struct msg *m = arg;
+ *       send_ack(m->conn, m->control_id, status == 0 ? "AA" : "AR");
+ *       msg_free(m);
+ *     }
+ *
+ *     char key[200];
+ *     int len = snprintf(key, sizeof(key), "%s|%s|%s", m->sending_app,
+ *                        m->sending_facility, m->control_id);
+ *     pm_emit_opts_t o = {.size = sizeof(o), .on_durable = on_durable,
+ *                         .arg = m, .idem_key = key,
+ *                         .idem_key_len = (size_t)len};
+ *     int rc = host->emit(inst, samples, n, &o);
+ *     if (rc == PM_EBUSY)
+ *       close_without_ack(m->conn);   // the sender retries later
+ *     else if (rc != 0)
+ *       send_ack_and_free(m, "AE");   // on_durable will not fire
+ */
 typedef struct pm_emit_opts {
   size_t size; /* sizeof(pm_emit_opts_t) as the plugin built it */
-  /* Completion: fires when the samples are durable. Use it to
-   * acknowledge upstream only then (an HL7 ACK). */
+  /* Completion: fires when the samples are durable (see above). */
   pm_durable_cb on_durable;
   void *arg;
-  /* Idempotency key (e.g. HL7 sending application, facility and control
-   * id): an emit whose key was seen within the dedup window is accepted
-   * and counted once; its completion fires when the original is durable.
-   * Copied during emit. NULL: no key. */
+  /* Idempotency key (see above). Copied during emit. NULL: no key. */
   const void *idem_key;
-  size_t idem_key_len; /* at most 256 */
+  size_t idem_key_len; /* 1 to 256 */
 } pm_emit_opts_t;
 
 #define PM_LOG_ERROR 3
