@@ -481,8 +481,9 @@ static int load_spool(ctx_t *c) {
   if (cfg->spool_segment_size == 0) {
     cfg->spool_segment_size = cfg->spool_max_size / 8;
     if (cfg->spool_segment_size > (UINT64_C(64) << 20))
-      if (cfg->spool_segment_size < 4096)
-        cfg->spool_segment_size = 4096;
+      cfg->spool_segment_size = UINT64_C(64) << 20;
+    if (cfg->spool_segment_size < 4096)
+      cfg->spool_segment_size = 4096;
   } else if (cfg->spool_segment_size < 4096 ||
              cfg->spool_segment_size > cfg->spool_max_size / 2)
     return fail(c, config_setting_get_member(g, "segment_size"),

@@ -243,6 +243,9 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg->batch_max, 50000);
   assert_int_equal(cfg->drain_timeout_us, 10 * S);
   assert_int_equal(cfg->spool_max_size, UINT64_C(2) << 30);
+  assert_int_equal(cfg->spool_segment_size, UINT64_C(64) << 20);
+  assert_int_equal(cfg->spool_commit_delay_us, 2000);
+  assert_int_equal(cfg->dedup_window_us, 7 * 86400 * S);
   assert_int_equal(cfg->n_collectors, 0);
   pm_config_free(cfg);
 }
@@ -292,6 +295,30 @@ static void test_collector_conf_equal(void **state) {
                                        pm_config_collector(a, "b")));
   pm_config_free(a);
   pm_config_free(b);
+}
+
+/* The segment size follows the cap: an eighth, within 4KiB..64MiB. */
+static void test_segment_default(void **state) {
+  static const struct {
+    const char *max;
+    uint64_t seg;
+  } cases[] = {{"1GiB", UINT64_C(64) << 20},
+               {"64MiB", UINT64_C(8) << 20},
+               {"64KiB", 8192},
+               {"16KiB", 4096}};
+  (void)state;
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    char text[256], err[512] = "";
+    pm_config_t *cfg = NULL;
+    snprintf(text, sizeof(text),
+             "database = { conninfo = \"dbname=x\"; };\n"
+             "spool = { max_size = \"%s\"; };\n",
+             cases[i].max);
+    if (pm_config_load_string(text, "mem.conf", &cfg, err, sizeof(err)) != 0)
+      fail_msg("%s: %s", cases[i].max, err);
+    assert_int_equal(cfg->spool_segment_size, cases[i].seg);
+    pm_config_free(cfg);
+  }
 }
 
 static void test_isolate_false_is_fine(void **state) {
@@ -393,7 +420,8 @@ ERROR_TEST(test_unknown_in_daemon, "unknown_daemon.conf", "daemon.loglevel",
 ERROR_TEST(test_unknown_in_database, "unknown_database.conf",
            "database.flush_intervall", "unknown setting")
 ERROR_TEST(test_unknown_in_spool, "unknown_spool.conf", "spool.max",
-           "unknown setting (expected one of: max_size, segment_size, commit_delay, dedup_window)")
+           "unknown setting (expected one of: max_size, segment_size, "
+           "commit_delay, dedup_window)")
 ERROR_TEST(test_unknown_in_collector, "unknown_collector.conf",
            "collectors.[1].intervall", "unknown setting")
 
@@ -414,8 +442,8 @@ ERROR_TEST(test_type_batch_size, "type_batch_size.conf", "database.batch_size",
 
 ERROR_TEST(test_bad_duration, "bad_duration.conf", "database.flush_interval",
            "invalid duration \"5 parsecs\"")
-ERROR_TEST(test_bad_segment_size, "bad_segment_size.conf",
-           "spool.segment_size", "at most half of spool.max_size")
+ERROR_TEST(test_bad_segment_size, "bad_segment_size.conf", "spool.segment_size",
+           "at most half of spool.max_size")
 ERROR_TEST(test_bad_size, "bad_size.conf", "spool.max_size",
            "invalid size \"2GB5\"")
 ERROR_TEST(test_interval_zero, "interval_zero.conf", "collectors.[0].interval",
@@ -620,6 +648,7 @@ int main(void) {
       cmocka_unit_test(test_bad_duration),
       cmocka_unit_test(test_bad_size),
       cmocka_unit_test(test_bad_segment_size),
+      cmocka_unit_test(test_segment_default),
       cmocka_unit_test(test_interval_zero),
       cmocka_unit_test(test_timeout_longer_than_interval),
       cmocka_unit_test(test_unknown_log_level),
