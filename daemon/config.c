@@ -480,12 +480,14 @@ static int load_spool(ctx_t *c) {
    * could never leave room. By default, an eighth of the cap. */
   if (cfg->spool_segment_size == 0) {
     cfg->spool_segment_size = cfg->spool_max_size / 8;
-    if (cfg->spool_segment_size > (UINT64_C(64) << 20))
+    if (cfg->spool_max_size == 0 || /* no cap */
+        cfg->spool_segment_size > (UINT64_C(64) << 20))
       cfg->spool_segment_size = UINT64_C(64) << 20;
     if (cfg->spool_segment_size < 4096)
       cfg->spool_segment_size = 4096;
   } else if (cfg->spool_segment_size < 4096 ||
-             cfg->spool_segment_size > cfg->spool_max_size / 2)
+             (cfg->spool_max_size != 0 &&
+              cfg->spool_segment_size > cfg->spool_max_size / 2))
     return fail(c, config_setting_get_member(g, "segment_size"),
                 "spool.segment_size",
                 "must be at least 4KiB and at most half of spool.max_size");

@@ -319,6 +319,10 @@ static void collector_try_free(collector_t *c) {
   if (!c->stopping || c->running || c->lstopping || c->handles > 0)
     return;
   unlink_from(&c->s->retiring, c);
+  /* The final report comes only now that no run is in flight: an emit
+   * that passed its stop check before the stop is counted too. */
+  if (c->inst && c->health)
+    report_health(c);
   if (c->inst)
     pm_instance_release(c->inst, c->s->loader);
   if (c->health)
@@ -345,7 +349,6 @@ static void collector_stop(collector_t *c) {
   s->retiring = c;
   c->stopping = 1;
   c->conf = NULL;
-  report_health(c);
   atomic_store(&c->inst->stopping, 1);
   if (c->listener && c->started) {
     c->lstopping = 1;

@@ -54,15 +54,31 @@ kill -0 "$DPID" 2>/dev/null || fail "the daemon died while PostgreSQL was down"
 rss2=$(rss); du2=$(spool_kb)
 grow=$((rss2 - rss1)); sgrow=$((du2 - du1))
 echo "outage: RSS ${rss1} -> ${rss2} kB (+${grow}); spool ${du1} -> ${du2} kB (+${sgrow})"
-[ "$sgrow" -gt 16384 ] || fail "the spool grew by only ${sgrow} kB in 12 s: not enough load to judge"
-[ "$grow" -lt "$RSS_MAX_KB" ] || fail "RSS grew by ${grow} kB while the spool grew by ${sgrow} kB"
-[ "$sgrow" -gt $((2 * grow)) ] || fail "RSS grew by ${grow} kB, more than half the spool's ${sgrow} kB"
+[ "$sgrow" -gt 12288 ] || fail "the spool grew by only ${sgrow} kB in 12 s: not enough load to judge"
+# Under AddressSanitizer freed memory sits in its quarantine, so RSS says
+# nothing about the daemon there: the bound is checked in the plain build.
+if ldd "$PMD" 2>/dev/null | grep -q libasan; then
+  echo "outage: sanitizer build: RSS bound not checked (ASan's quarantine)"
+else
+  [ "$grow" -lt "$RSS_MAX_KB" ] || fail "RSS grew by ${grow} kB while the spool grew by ${sgrow} kB"
+  [ "$sgrow" -gt $((2 * grow)) ] || fail "RSS grew by ${grow} kB, more than half the spool's ${sgrow} kB"
+fi
 
-# PostgreSQL back: the same process ships the backlog (while the load
-# goes on), then a stop drains the rest.
-backlog=$(( $(sort -un "$sdir/completed" | wc -l) * BATCH ))
+# PostgreSQL back: the same process reconnects and ships the backlog,
+# for 3 s with the load going on, then with the collectors removed (a
+# SIGHUP reload: so the drain does not race a load it need not outpace on
+# a busy machine); a stop drains the rest.
 pm_pg_start "$T/pg" >/dev/null
 t0=$(date +%s)
+sleep 3
+pm_conf "$T/o.conf" <<'CONF'
+spool = { max_size = "1GiB"; };
+collectors = ( );
+CONF
+kill -HUP "$DPID"
+pm_wait_log "reloaded: 0 collectors running" 10 || fail "the reload did not remove the collectors"
+sleep 0.5
+backlog=$(( $(sort -un "$sdir/completed" | wc -l) * BATCH ))
 pm_wait_sql "SELECT count(*) >= $backlog FROM portalmetrics.samples_v WHERE metric = 'portal.messages_sent'" 60 \
   || fail "the backlog of $backlog samples did not land in 60 s"
 drain_s=$(( $(date +%s) - t0 ))
@@ -82,4 +98,4 @@ extra=$(LC_ALL=C comm -13 "$T/want" "$T/got" | wc -l)
 [ "$extra" = 0 ] || fail "$extra rows were never completed"
 emitted=$(q "SELECT coalesce(sum(value),0)::bigint FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.samples_emitted' AND labels->>'collector' = 'd'")
 [ "$emitted" = "$(wc -l <"$T/rows")" ] || fail "testdurable: samples_emitted $emitted, $(wc -l <"$T/rows") landed"
-echo "spool_outage_rss (RSS +${grow} kB, spool +${sgrow} kB, backlog $backlog shipped in ${drain_s} s, $(wc -l <"$T/rows") samples): OK"
+echo "spool_outage_rss (RSS +${grow} kB, spool +${sgrow} kB, $backlog shipped in ${drain_s} s, $(wc -l <"$T/rows") samples): OK"
