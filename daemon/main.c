@@ -108,6 +108,19 @@ static void set_catalog(daemon_state_t *d, const pm_plan_t *plan) {
   pm_writer_set_metrics(d->writer, tables, n);
 }
 
+/* The writer's options from the database part of the config. */
+static void writer_opts(const pm_config_t *cfg, pm_writer_opts_t *wo) {
+  wo->conninfo = cfg->conninfo;
+  wo->password_file = cfg->password_file;
+  wo->daemon_id = cfg->id;
+  wo->flush_interval_us = cfg->flush_interval_us;
+  wo->batch_max = cfg->batch_max;
+  wo->connect_timeout_us = cfg->connect_timeout_us;
+  wo->statement_timeout_us = cfg->statement_timeout_us;
+  wo->max_sample_age_us = cfg->max_sample_age_us;
+  wo->retention_us = cfg->retention_us;
+}
+
 static int lock_state_dir(daemon_state_t *d, const char *dir) {
   char path[4096], pid[32];
 
@@ -299,15 +312,7 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
     return EXIT_RUNTIME;
   }
   d.pool = pm_pool_new(d.loop, POOL_MAX_THREADS);
-  wo.conninfo = cfg->conninfo;
-  wo.password_file = cfg->password_file;
-  wo.daemon_id = cfg->id;
-  wo.flush_interval_us = cfg->flush_interval_us;
-  wo.batch_max = cfg->batch_max;
-  wo.connect_timeout_us = cfg->connect_timeout_us;
-  wo.statement_timeout_us = cfg->statement_timeout_us;
-  wo.max_sample_age_us = cfg->max_sample_age_us;
-  wo.retention_us = cfg->retention_us;
+  writer_opts(cfg, &wo);
   /* The position is keyed by the spool's identity, not the daemon's:
    * renaming the daemon never re-ships or skips anything. */
   snprintf(dl_dir, sizeof dl_dir, "%s/deadletter", cfg->state_dir);
@@ -399,15 +404,7 @@ static int migrate(pm_config_t *cfg) {
   pm_writer_opts_t wo = {0};
   int status = 1;
 
-  wo.conninfo = cfg->conninfo;
-  wo.password_file = cfg->password_file;
-  wo.daemon_id = cfg->id;
-  wo.flush_interval_us = cfg->flush_interval_us;
-  wo.batch_max = cfg->batch_max;
-  wo.connect_timeout_us = cfg->connect_timeout_us;
-  wo.statement_timeout_us = cfg->statement_timeout_us;
-  wo.max_sample_age_us = cfg->max_sample_age_us;
-  wo.retention_us = cfg->retention_us;
+  writer_opts(cfg, &wo);
   pm_writer_t *w = pm_writer_new(loop, &wo, NULL);
   if (!w || pm_writer_migrate(w, on_migrated, &status) != 0)
     return EXIT_RUNTIME;

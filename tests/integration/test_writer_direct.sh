@@ -8,29 +8,9 @@
 # re-send of old timestamps, not with two writers (an HA pair) shipping
 # the same rows at once.
 . "$(dirname "$0")/lib.sh"
-DRV=${WRITER_DRIVER:-$PM_BUILD/tests/writer_driver}
-[ -x "$DRV" ] || fail "no writer_driver at $DRV"
+. "$(dirname "$0")/writer_lib.sh"
 pm_pg
 
-drv_start() {
-  "$DRV" "$@" <"$T/script" >"$T/driver.out" 2>"$T/driver.log" &
-  DRV_PID=$!
-  DAEMON_PIDS+=("$DRV_PID")
-}
-drv_wait_mark() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    grep -qx "mark $1" "$T/driver.out" 2>/dev/null && return 0
-    kill -0 "$DRV_PID" 2>/dev/null || fail "driver exited before mark $1"
-    sleep 0.1
-  done
-  fail "driver never reached mark $1"
-}
-drv_end() {
-  local rc=0
-  wait "$DRV_PID" || rc=$?
-  [ "$rc" -eq 0 ] || fail "driver exited $rc"
-}
 # stat NAME KEY: a counter from the last "stats" line printed before "mark NAME"
 stat() {
   sed -n "/^mark $1\$/q; /^stats /p" "$T/driver.out" | tail -1 | sed -n "s/.* $2=\([0-9]*\).*/\1/p"

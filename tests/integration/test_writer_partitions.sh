@@ -6,29 +6,9 @@
 # Partitions exist from now - max_sample_age to two months ahead, and
 # retention drops whole old months.
 . "$(dirname "$0")/lib.sh"
-DRV=${WRITER_DRIVER:-$PM_BUILD/tests/writer_driver}
-[ -x "$DRV" ] || fail "no writer_driver at $DRV"
+. "$(dirname "$0")/writer_lib.sh"
 pm_pg
 
-drv_start() {
-  "$DRV" "$@" <"$T/script" >"$T/driver.out" 2>"$T/driver.log" &
-  DRV_PID=$!
-  DAEMON_PIDS+=("$DRV_PID")
-}
-drv_wait_mark() {
-  local i
-  for ((i = 0; i < 300; i++)); do
-    grep -qx "mark $1" "$T/driver.out" 2>/dev/null && return 0
-    kill -0 "$DRV_PID" 2>/dev/null || fail "driver exited before mark $1"
-    sleep 0.1
-  done
-  fail "driver never reached mark $1"
-}
-drv_end() {
-  local rc=0
-  wait "$DRV_PID" || rc=$?
-  [ "$rc" -eq 0 ] || fail "driver exited $rc"
-}
 parts() { q "SELECT string_agg(c.relname, ' ' ORDER BY c.relname) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'portalmetrics.samples'::regclass"; }
 month() { date -u -d "@$1" +%Y%m; }
 
