@@ -3,14 +3,13 @@
  * each was seen, pruned of entries older than the window as it grows. */
 #include "dedup.h"
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <portalmetrics/plugin.h>
+#include "keyhash.h"
 
 typedef struct slot {
   uint64_t h[2]; /* {0,0}: empty */
@@ -86,29 +85,11 @@ static int rebuild(pm_dedup_t *d, int64_t now_us) {
 
 int pm_dedup_reserve(pm_dedup_t *d, const char *scope, const void *key,
                      size_t len, int64_t now_us, uint64_t out[2]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
   slot_t *s;
-  int rc = 0;
+  int rc = pm_keyhash(d->secret, sizeof(d->secret), scope, key, len, out);
 
-  /* scope || 0 || key, so two collectors' keys never meet. */
-  size_t slen = strlen(scope);
-  unsigned char *buf = malloc(slen + 1 + len);
-  if (!buf)
-    return PM_ENOMEM;
-  memcpy(buf, scope, slen + 1);
-  memcpy(buf + slen + 1, key, len);
-  if (!HMAC(EVP_sha256(), d->secret, sizeof(d->secret), buf, slen + 1 + len, md,
-            &mdlen)) {
-    free(buf);
-    return PM_EINTERNAL;
-  }
-  free(buf);
-  memcpy(&out[0], md, 8);
-  memcpy(&out[1], md + 8, 8);
-  if (out[0] == 0 && out[1] == 0)
-    out[1] = 1;
-
+  if (rc != 0)
+    return rc;
   pthread_mutex_lock(&d->mu);
   if ((d->n + 1) * 2 > d->cap && (rc = rebuild(d, now_us)) != 0)
     goto out;

@@ -8,8 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "keyhash.h"
 #include "spool_int.h"
 
 #define DEF_SEGMENT (64ull << 20)
@@ -191,27 +190,7 @@ static int in_failed(pm_spool_t *s, uint64_t seq) {
 
 static int key_hash(const pm_spool_t *s, const char *scope, const void *key,
                     size_t len, uint64_t out[2]) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int mdlen = 0;
-  size_t slen = strlen(scope);
-  unsigned char *buf = malloc(slen + 1 + len);
-
-  if (!buf)
-    return PM_ENOMEM;
-  /* scope || 0 || key, so two collectors' keys never meet. */
-  memcpy(buf, scope, slen + 1);
-  memcpy(buf + slen + 1, key, len);
-  if (!HMAC(EVP_sha256(), s->secret, sizeof(s->secret), buf, slen + 1 + len, md,
-            &mdlen)) {
-    free(buf);
-    return PM_EINTERNAL;
-  }
-  free(buf);
-  memcpy(&out[0], md, 8);
-  memcpy(&out[1], md + 8, 8);
-  if (out[0] == 0 && out[1] == 0)
-    out[1] = 1;
-  return 0;
+  return pm_keyhash(s->secret, sizeof(s->secret), scope, key, len, out);
 }
 
 int pm_spool_append(pm_spool_t *s, pm_rec_t *recs, size_t n, const void *key,

@@ -3,7 +3,7 @@
 #
 #   layer 0  bottom: log, errors, units, sample, catalog, series, config,
 #            settings, fileperm, dedup, migrations, confmsg, idmap,
-#            copybuf, secret, crc32c
+#            copybuf, secret, crc32c, keyhash
 #   layer 1  writer and spool: queue, writer, writer_schema, pg_conn, spool*
 #   layer 2  scheduler and loader: scheduler, loader, host, plan, pool
 #   layer 3  main, once
@@ -29,7 +29,7 @@ layer_of() {
   case "$1" in
   log | errors | units | sample | catalog | series | config | settings | \
     fileperm | dedup | migrations | confmsg | idmap | copybuf | secret | \
-    crc32c)
+    crc32c | keyhash)
     echo 0 ;;
   queue | writer | writer_schema | pg_conn | source | spool*) echo 1 ;;
   scheduler | loader | host | plan | pool) echo 2 ;;
