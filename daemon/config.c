@@ -3,6 +3,8 @@
  * DESIGN.md's "Config shape". The first mistake ends the load with one
  * line "FILE:LINE: setting.path: message", because an operator fixes
  * one thing at a time and a wall of follow-on errors hides the cause.
+ * The readers below are shared (config_int.h) with config_alerts.c,
+ * which checks `alerts`, `notifiers` and `targets`.
  */
 #include "config.h"
 
@@ -14,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config_int.h"
 #include "confmsg.h"
 #include "fileperm.h"
 #include "log.h"
@@ -37,18 +40,11 @@
 #define DEFAULT_INTERVAL_US (60 * PM_US_PER_SEC)
 #define DEFAULT_MAX_SERIES 10000
 #define NAME_MAX_LEN 64
-#define PATH_LEN 512
+#define PATH_LEN PM_CFG_PATH_LEN
 
-typedef struct ctx {
-  const char *file; /* for messages when a setting names no file */
-  int from_file;    /* 0: loaded from a string, no file to vouch */
-  char *err;
-  size_t errlen;
-  pm_config_t *cfg;
-} ctx_t;
-
-static const char *const top_keys[] = {
-    "daemon", "database", "spool", "collectors", "targets", "notifiers", NULL};
+static const char *const top_keys[] = {"daemon",     "database", "spool",
+                                       "collectors", "alerts",   "targets",
+                                       "notifiers",  NULL};
 static const char *const daemon_keys[] = {"id",       "state_dir", "plugin_dir",
                                           "timezone", "log_level", NULL};
 static const char *const database_keys[] = {
@@ -67,9 +63,7 @@ static const char *const collector_keys[] = {
  * Messages
  * ------------------------------------------------------------------- */
 
-static int fail(ctx_t *c, const config_setting_t *s, const char *path,
-                const char *fmt, ...) PM_PRINTF(4, 5);
-static int fail(ctx_t *c, const config_setting_t *s, const char *path,
+int pm_cfg_fail(pm_cfgctx_t *c, const config_setting_t *s, const char *path,
                 const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -78,16 +72,16 @@ static int fail(ctx_t *c, const config_setting_t *s, const char *path,
   return PM_ECONFIG;
 }
 
-static int oom(ctx_t *c) {
+int pm_cfg_oom(pm_cfgctx_t *c) {
   if (c->err && c->errlen)
     snprintf(c->err, c->errlen, "%s: out of memory", c->file);
   return PM_ENOMEM;
 }
 
-static int set_str(ctx_t *c, char **dst, const char *v) {
+int pm_cfg_set_str(pm_cfgctx_t *c, char **dst, const char *v) {
   char *s = strdup(v);
   if (!s)
-    return oom(c);
+    return pm_cfg_oom(c);
   free(*dst);
   *dst = s;
   return 0;
@@ -105,8 +99,8 @@ static const config_setting_t *member(const config_setting_t *g,
 
 /* Every member of g must be one of known: a typo must not silently
  * become a default. */
-static int check_keys(ctx_t *c, const config_setting_t *g, const char *gpath,
-                      const char *const *known) {
+int pm_cfg_check_keys(pm_cfgctx_t *c, const config_setting_t *g,
+                      const char *gpath, const char *const *known) {
   char path[PATH_LEN], list[256];
   size_t off = 0;
 
@@ -126,13 +120,14 @@ static int check_keys(ctx_t *c, const config_setting_t *g, const char *gpath,
       off += w > 0 ? (size_t)w : 0;
     }
     pm_confmsg_join(path, sizeof(path), gpath, name);
-    return fail(c, m, path, "unknown setting (expected one of: %s)", list);
+    return pm_cfg_fail(c, m, path, "unknown setting (expected one of: %s)",
+                       list);
   }
   return 0;
 }
 
 /* The member key of g if it has type `type` (or is absent: *sp = NULL). */
-static int typed(ctx_t *c, const config_setting_t *g, const char *gpath,
+int pm_cfg_typed(pm_cfgctx_t *c, const config_setting_t *g, const char *gpath,
                  const char *key, int type, const char *want,
                  const config_setting_t **sp, char *path, size_t pathlen) {
   const config_setting_t *s = member(g, key);
@@ -145,46 +140,47 @@ static int typed(ctx_t *c, const config_setting_t *g, const char *gpath,
   t = config_setting_type(s);
   if (t == type || (type == CONFIG_TYPE_INT && t == CONFIG_TYPE_INT64))
     return 0;
-  return fail(c, s, path, "expected %s, got %s", want, pm_confmsg_type(t));
+  return pm_cfg_fail(c, s, path, "expected %s, got %s", want,
+                     pm_confmsg_type(t));
 }
 
-static int required_missing(ctx_t *c, const config_setting_t *g,
+int pm_cfg_required_missing(pm_cfgctx_t *c, const config_setting_t *g,
                             const char *path) {
-  return fail(c, g, path, "required setting missing");
+  return pm_cfg_fail(c, g, path, "required setting missing");
 }
 
-static int get_string(ctx_t *c, const config_setting_t *g, const char *gpath,
-                      const char *key, int required, char **out,
-                      const config_setting_t **where) {
+int pm_cfg_get_string(pm_cfgctx_t *c, const config_setting_t *g,
+                      const char *gpath, const char *key, int required,
+                      char **out, const config_setting_t **where) {
   char path[PATH_LEN];
   const config_setting_t *s;
   int rc;
 
-  if ((rc = typed(c, g, gpath, key, CONFIG_TYPE_STRING, "a string", &s, path,
-                  sizeof(path))) != 0)
+  if ((rc = pm_cfg_typed(c, g, gpath, key, CONFIG_TYPE_STRING, "a string", &s,
+                         path, sizeof(path))) != 0)
     return rc;
   if (where)
     *where = s;
   if (!s)
-    return required ? required_missing(c, g, path) : 0;
+    return required ? pm_cfg_required_missing(c, g, path) : 0;
   if (config_setting_get_string(s)[0] == '\0')
-    return fail(c, s, path, "must not be empty");
-  return set_str(c, out, config_setting_get_string(s));
+    return pm_cfg_fail(c, s, path, "must not be empty");
+  return pm_cfg_set_str(c, out, config_setting_get_string(s));
 }
 
 /* A duration >= min_us. */
-static int get_duration(ctx_t *c, const config_setting_t *g, const char *gpath,
-                        const char *key, int64_t min_us, int64_t *out,
-                        const config_setting_t **where) {
+int pm_cfg_get_duration(pm_cfgctx_t *c, const config_setting_t *g,
+                        const char *gpath, const char *key, int64_t min_us,
+                        int64_t *out, const config_setting_t **where) {
   char path[PATH_LEN], minbuf[32], vbuf[80];
   const config_setting_t *s;
   const char *text;
   int64_t v;
   int rc;
 
-  if ((rc = typed(c, g, gpath, key, CONFIG_TYPE_STRING,
-                  "a duration string like \"15m\"", &s, path, sizeof(path))) !=
-      0)
+  if ((rc = pm_cfg_typed(c, g, gpath, key, CONFIG_TYPE_STRING,
+                         "a duration string like \"15m\"", &s, path,
+                         sizeof(path))) != 0)
     return rc;
   if (where)
     *where = s;
@@ -192,46 +188,47 @@ static int get_duration(ctx_t *c, const config_setting_t *g, const char *gpath,
     return 0;
   text = config_setting_get_string(s);
   if (pm_parse_duration(text, &v) != 0)
-    return fail(c, s, path,
-                "invalid duration \"%s\" (examples: \"500ms\", \"15m\", "
-                "\"1h30m\", \"2d\")",
-                pm_confmsg_show(text, vbuf, sizeof(vbuf)));
+    return pm_cfg_fail(c, s, path,
+                       "invalid duration \"%s\" (examples: \"500ms\", \"15m\", "
+                       "\"1h30m\", \"2d\")",
+                       pm_confmsg_show(text, vbuf, sizeof(vbuf)));
   if (v < min_us) {
     if (min_us == 1)
-      return fail(c, s, path, "must be greater than 0");
+      return pm_cfg_fail(c, s, path, "must be greater than 0");
     pm_format_duration(min_us, minbuf, sizeof(minbuf));
-    return fail(c, s, path, "must be at least %s", minbuf);
+    return pm_cfg_fail(c, s, path, "must be at least %s", minbuf);
   }
   *out = v;
   return 0;
 }
 
-static int get_size(ctx_t *c, const config_setting_t *g, const char *gpath,
-                    const char *key, uint64_t *out) {
+static int get_size(pm_cfgctx_t *c, const config_setting_t *g,
+                    const char *gpath, const char *key, uint64_t *out) {
   char path[PATH_LEN], vbuf[80];
   const config_setting_t *s;
   const char *text;
   uint64_t v;
   int rc;
 
-  if ((rc = typed(c, g, gpath, key, CONFIG_TYPE_STRING,
-                  "a size string like \"2GiB\"", &s, path, sizeof(path))) != 0)
+  if ((rc = pm_cfg_typed(c, g, gpath, key, CONFIG_TYPE_STRING,
+                         "a size string like \"2GiB\"", &s, path,
+                         sizeof(path))) != 0)
     return rc;
   if (!s)
     return 0;
   text = config_setting_get_string(s);
   if (pm_parse_size(text, &v) != 0)
-    return fail(c, s, path,
-                "invalid size \"%s\" (examples: \"512MiB\", \"2GiB\", "
-                "\"10GB\")",
-                pm_confmsg_show(text, vbuf, sizeof(vbuf)));
+    return pm_cfg_fail(c, s, path,
+                       "invalid size \"%s\" (examples: \"512MiB\", \"2GiB\", "
+                       "\"10GB\")",
+                       pm_confmsg_show(text, vbuf, sizeof(vbuf)));
   if (v == 0)
-    return fail(c, s, path, "must be greater than 0");
+    return pm_cfg_fail(c, s, path, "must be greater than 0");
   *out = v;
   return 0;
 }
 
-static int get_int(ctx_t *c, const config_setting_t *g, const char *gpath,
+static int get_int(pm_cfgctx_t *c, const config_setting_t *g, const char *gpath,
                    const char *key, long long min, long long max,
                    long long *out) {
   char path[PATH_LEN];
@@ -239,16 +236,16 @@ static int get_int(ctx_t *c, const config_setting_t *g, const char *gpath,
   long long v;
   int rc;
 
-  if ((rc = typed(c, g, gpath, key, CONFIG_TYPE_INT, "an integer", &s, path,
-                  sizeof(path))) != 0)
+  if ((rc = pm_cfg_typed(c, g, gpath, key, CONFIG_TYPE_INT, "an integer", &s,
+                         path, sizeof(path))) != 0)
     return rc;
   if (!s)
     return 0;
   v = config_setting_get_int64(s);
   if (v < min)
-    return fail(c, s, path, "must be at least %lld", min);
+    return pm_cfg_fail(c, s, path, "must be at least %lld", min);
   if (v > max)
-    return fail(c, s, path, "must be at most %lld", max);
+    return pm_cfg_fail(c, s, path, "must be at most %lld", max);
   *out = v;
   return 0;
 }
@@ -261,8 +258,7 @@ static int is_lower_digit(char ch) {
   return (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9');
 }
 
-/* [a-z0-9][a-z0-9<extra>]*, 1..NAME_MAX_LEN bytes. */
-static int name_valid(const char *s, const char *extra) {
+int pm_cfg_name_valid(const char *s, const char *extra, size_t max) {
   size_t i;
 
   if (!is_lower_digit(s[0]))
@@ -270,7 +266,7 @@ static int name_valid(const char *s, const char *extra) {
   for (i = 1; s[i]; i++)
     if (!is_lower_digit(s[i]) && !strchr(extra, s[i]))
       return 0;
-  return i <= NAME_MAX_LEN;
+  return i <= max;
 }
 
 static int daemon_id_valid(const char *s) {
@@ -313,52 +309,58 @@ static int timezone_valid(const char *tz) {
  * ------------------------------------------------------------------- */
 
 /* The member key of the root, which must be a group if present. */
-static int top_group(ctx_t *c, const char *key, const config_setting_t **out) {
+static int top_group(pm_cfgctx_t *c, const char *key,
+                     const config_setting_t **out) {
   char path[PATH_LEN];
-  return typed(c, config_root_setting(&c->cfg->cfg), "", key, CONFIG_TYPE_GROUP,
-               "a group { ... }", out, path, sizeof(path));
+  return pm_cfg_typed(c, config_root_setting(&c->cfg->cfg), "", key,
+                      CONFIG_TYPE_GROUP, "a group { ... }", out, path,
+                      sizeof(path));
 }
 
-static int load_daemon(ctx_t *c) {
+static int load_daemon(pm_cfgctx_t *c) {
   pm_config_t *cfg = c->cfg;
   const config_setting_t *g, *s;
   char *level = NULL, vbuf[80];
   int rc;
 
   if ((rc = top_group(c, "daemon", &g)) != 0 ||
-      (rc = check_keys(c, g, "daemon", daemon_keys)) != 0)
+      (rc = pm_cfg_check_keys(c, g, "daemon", daemon_keys)) != 0)
     return rc;
 
-  if ((rc = get_string(c, g, "daemon", "id", 0, &cfg->id, &s)) != 0)
+  if ((rc = pm_cfg_get_string(c, g, "daemon", "id", 0, &cfg->id, &s)) != 0)
     return rc;
   if (s && !daemon_id_valid(cfg->id))
-    return fail(c, s, "daemon.id",
-                "invalid id \"%s\" (expected letters, digits, '_', '.', "
-                "'-', at most %d bytes)",
-                pm_confmsg_show(cfg->id, vbuf, sizeof(vbuf)), NAME_MAX_LEN);
-  if ((rc = get_string(c, g, "daemon", "state_dir", 0, &cfg->state_dir,
-                       NULL)) != 0 ||
-      (rc = get_string(c, g, "daemon", "plugin_dir", 0, &cfg->plugin_dir,
-                       NULL)) != 0)
+    return pm_cfg_fail(c, s, "daemon.id",
+                       "invalid id \"%s\" (expected letters, digits, '_', '.', "
+                       "'-', at most %d bytes)",
+                       pm_confmsg_show(cfg->id, vbuf, sizeof(vbuf)),
+                       NAME_MAX_LEN);
+  if ((rc = pm_cfg_get_string(c, g, "daemon", "state_dir", 0, &cfg->state_dir,
+                              NULL)) != 0 ||
+      (rc = pm_cfg_get_string(c, g, "daemon", "plugin_dir", 0, &cfg->plugin_dir,
+                              NULL)) != 0)
     return rc;
 
-  if ((rc = get_string(c, g, "daemon", "timezone", 0, &cfg->timezone, &s)) != 0)
+  if ((rc = pm_cfg_get_string(c, g, "daemon", "timezone", 0, &cfg->timezone,
+                              &s)) != 0)
     return rc;
   if (s && !timezone_valid(cfg->timezone))
-    return fail(c, s, "daemon.timezone",
-                "unknown time zone \"%s\" (expected an IANA name like "
-                "\"America/Denver\" that exists under /usr/share/zoneinfo)",
-                pm_confmsg_show(cfg->timezone, vbuf, sizeof(vbuf)));
+    return pm_cfg_fail(
+        c, s, "daemon.timezone",
+        "unknown time zone \"%s\" (expected an IANA name like "
+        "\"America/Denver\" that exists under /usr/share/zoneinfo)",
+        pm_confmsg_show(cfg->timezone, vbuf, sizeof(vbuf)));
 
-  if ((rc = get_string(c, g, "daemon", "log_level", 0, &level, &s)) != 0)
+  if ((rc = pm_cfg_get_string(c, g, "daemon", "log_level", 0, &level, &s)) != 0)
     return rc;
   if (s) {
     cfg->log_level = pm_log_level_parse(level);
     if (cfg->log_level < 0) {
-      rc = fail(c, s, "daemon.log_level",
-                "unknown log level \"%s\" (expected error, warning, notice, "
-                "info or debug)",
-                pm_confmsg_show(level, vbuf, sizeof(vbuf)));
+      rc = pm_cfg_fail(
+          c, s, "daemon.log_level",
+          "unknown log level \"%s\" (expected error, warning, notice, "
+          "info or debug)",
+          pm_confmsg_show(level, vbuf, sizeof(vbuf)));
       free(level);
       return rc;
     }
@@ -370,7 +372,7 @@ static int load_daemon(ctx_t *c) {
 /* The secrets rule of DESIGN.md: a password in conninfo only in a file
  * that others cannot read. libpq parses both the key=value and the URI
  * form, so "postgresql://u:secret@db/x" is caught too. */
-static int check_conninfo(ctx_t *c, const config_setting_t *s) {
+static int check_conninfo(pm_cfgctx_t *c, const config_setting_t *s) {
   const char *path = "database.conninfo";
   const char *file;
   char *errmsg = NULL, ferr[512], fbuf[1024], ebuf[200];
@@ -381,17 +383,18 @@ static int check_conninfo(ctx_t *c, const config_setting_t *s) {
   if (!opts) {
     int rc;
     if (!errmsg)
-      return oom(c);
+      return pm_cfg_oom(c);
     errmsg[strcspn(errmsg, "\n")] = '\0';
     /* libpq quotes pieces of the string, which may be a password. */
     if (strcasestr(c->cfg->conninfo, "password") ||
         strchr(c->cfg->conninfo, '@'))
-      rc = fail(c, s, path,
-                "invalid conninfo (libpq cannot parse it; see \"Connection "
-                "Strings\" in the PostgreSQL manual)");
+      rc = pm_cfg_fail(
+          c, s, path,
+          "invalid conninfo (libpq cannot parse it; see \"Connection "
+          "Strings\" in the PostgreSQL manual)");
     else
-      rc = fail(c, s, path, "invalid conninfo: %s",
-                pm_confmsg_show(errmsg, ebuf, sizeof(ebuf)));
+      rc = pm_cfg_fail(c, s, path, "invalid conninfo: %s",
+                       pm_confmsg_show(errmsg, ebuf, sizeof(ebuf)));
     PQfreemem(errmsg);
     return rc;
   }
@@ -406,14 +409,14 @@ static int check_conninfo(ctx_t *c, const config_setting_t *s) {
   priv = c->from_file ? pm_path_private(file, ferr, sizeof(ferr)) : 0;
   if (priv == 1)
     return 0;
-  return fail(c, s, path,
-              "a password written inline needs the config file to be "
-              "unreadable by others (chmod o-rwx %s), or use "
-              "database.password_file",
-              file);
+  return pm_cfg_fail(c, s, path,
+                     "a password written inline needs the config file to be "
+                     "unreadable by others (chmod o-rwx %s), or use "
+                     "database.password_file",
+                     file);
 }
 
-static int load_database(ctx_t *c) {
+static int load_database(pm_cfgctx_t *c) {
   pm_config_t *cfg = c->cfg;
   const config_setting_t *g, *s, *ret;
   const char *gp = "database";
@@ -424,25 +427,27 @@ static int load_database(ctx_t *c) {
   if ((rc = top_group(c, "database", &g)) != 0)
     return rc;
   if (!g)
-    return required_missing(c, config_root_setting(&cfg->cfg), "database");
-  if ((rc = check_keys(c, g, gp, database_keys)) != 0 ||
-      (rc = get_string(c, g, gp, "conninfo", 1, &cfg->conninfo, &s)) != 0 ||
-      (rc = check_conninfo(c, s)) != 0 ||
-      (rc = get_string(c, g, gp, "password_file", 0, &cfg->password_file,
-                       NULL)) != 0 ||
-      (rc = get_duration(c, g, gp, "flush_interval", 1, &cfg->flush_interval_us,
-                         NULL)) != 0 ||
-      (rc = get_duration(c, g, gp, "retention", 1, &cfg->retention_us, &ret)) !=
+    return pm_cfg_required_missing(c, config_root_setting(&cfg->cfg),
+                                   "database");
+  if ((rc = pm_cfg_check_keys(c, g, gp, database_keys)) != 0 ||
+      (rc = pm_cfg_get_string(c, g, gp, "conninfo", 1, &cfg->conninfo, &s)) !=
           0 ||
-      (rc = get_duration(c, g, gp, "max_sample_age", 1, &cfg->max_sample_age_us,
-                         NULL)) != 0 ||
-      (rc = get_duration(c, g, gp, "connect_timeout", 1,
-                         &cfg->connect_timeout_us, NULL)) != 0 ||
-      (rc = get_duration(c, g, gp, "statement_timeout", 0,
-                         &cfg->statement_timeout_us, NULL)) != 0 ||
+      (rc = check_conninfo(c, s)) != 0 ||
+      (rc = pm_cfg_get_string(c, g, gp, "password_file", 0, &cfg->password_file,
+                              NULL)) != 0 ||
+      (rc = pm_cfg_get_duration(c, g, gp, "flush_interval", 1,
+                                &cfg->flush_interval_us, NULL)) != 0 ||
+      (rc = pm_cfg_get_duration(c, g, gp, "retention", 1, &cfg->retention_us,
+                                &ret)) != 0 ||
+      (rc = pm_cfg_get_duration(c, g, gp, "max_sample_age", 1,
+                                &cfg->max_sample_age_us, NULL)) != 0 ||
+      (rc = pm_cfg_get_duration(c, g, gp, "connect_timeout", 1,
+                                &cfg->connect_timeout_us, NULL)) != 0 ||
+      (rc = pm_cfg_get_duration(c, g, gp, "statement_timeout", 0,
+                                &cfg->statement_timeout_us, NULL)) != 0 ||
       (rc = get_int(c, g, gp, "batch_size", 1, BATCH_MAX_LIMIT, &batch)) != 0 ||
-      (rc = get_duration(c, g, gp, "drain_timeout", 0, &cfg->drain_timeout_us,
-                         NULL)) != 0)
+      (rc = pm_cfg_get_duration(c, g, gp, "drain_timeout", 0,
+                                &cfg->drain_timeout_us, NULL)) != 0)
     return rc;
   cfg->batch_max = (size_t)batch;
 
@@ -451,30 +456,31 @@ static int load_database(ctx_t *c) {
   if (ret && cfg->retention_us < cfg->max_sample_age_us) {
     pm_format_duration(cfg->retention_us, a, sizeof(a));
     pm_format_duration(cfg->max_sample_age_us, b, sizeof(b));
-    return fail(c, ret, "database.retention",
-                "retention (%s) is shorter than max_sample_age (%s): lower "
-                "max_sample_age too",
-                a, b);
+    return pm_cfg_fail(
+        c, ret, "database.retention",
+        "retention (%s) is shorter than max_sample_age (%s): lower "
+        "max_sample_age too",
+        a, b);
   }
   return 0;
 }
 
-static int load_spool(ctx_t *c) {
+static int load_spool(pm_cfgctx_t *c) {
   const config_setting_t *g;
   int rc;
 
   if ((rc = top_group(c, "spool", &g)) != 0 ||
-      (rc = check_keys(c, g, "spool", spool_keys)) != 0)
+      (rc = pm_cfg_check_keys(c, g, "spool", spool_keys)) != 0)
     return rc;
   pm_config_t *cfg = c->cfg;
   cfg->spool_segment_size = 0; /* 0: not given */
   if ((rc = get_size(c, g, "spool", "max_size", &cfg->spool_max_size)) != 0 ||
       (rc = get_size(c, g, "spool", "segment_size",
                      &cfg->spool_segment_size)) != 0 ||
-      (rc = get_duration(c, g, "spool", "commit_delay", 0,
-                         &cfg->spool_commit_delay_us, NULL)) != 0 ||
-      (rc = get_duration(c, g, "spool", "dedup_window", 1,
-                         &cfg->dedup_window_us, NULL)) != 0)
+      (rc = pm_cfg_get_duration(c, g, "spool", "commit_delay", 0,
+                                &cfg->spool_commit_delay_us, NULL)) != 0 ||
+      (rc = pm_cfg_get_duration(c, g, "spool", "dedup_window", 1,
+                                &cfg->dedup_window_us, NULL)) != 0)
     return rc;
   /* A segment is deleted whole once shipped: one larger than the cap
    * could never leave room. By default, an eighth of the cap. */
@@ -488,22 +494,22 @@ static int load_spool(ctx_t *c) {
   } else if (cfg->spool_segment_size < 4096 ||
              (cfg->spool_max_size != 0 &&
               cfg->spool_segment_size > cfg->spool_max_size / 2))
-    return fail(c, config_setting_get_member(g, "segment_size"),
-                "spool.segment_size",
-                "must be at least 4KiB and at most half of spool.max_size");
+    return pm_cfg_fail(
+        c, config_setting_get_member(g, "segment_size"), "spool.segment_size",
+        "must be at least 4KiB and at most half of spool.max_size");
   return 0;
 }
 
-static int load_labels(ctx_t *c, pm_collector_conf_t *col,
+static int load_labels(pm_cfgctx_t *c, pm_collector_conf_t *col,
                        const config_setting_t *g, const char *cpath) {
   char gpath[PATH_LEN], path[PATH_LEN];
   const config_setting_t *s;
   pm_labelset_t ls;
   int n, rc;
 
-  if ((rc = typed(c, g, cpath, "labels", CONFIG_TYPE_GROUP,
-                  "a group { key = \"value\"; ... }", &s, gpath,
-                  sizeof(gpath))) != 0)
+  if ((rc = pm_cfg_typed(c, g, cpath, "labels", CONFIG_TYPE_GROUP,
+                         "a group { key = \"value\"; ... }", &s, gpath,
+                         sizeof(gpath))) != 0)
     return rc;
   if (!s)
     return 0;
@@ -512,7 +518,7 @@ static int load_labels(ctx_t *c, pm_collector_conf_t *col,
     return 0;
   col->labels = calloc((size_t)n, sizeof(*col->labels));
   if (!col->labels)
-    return oom(c);
+    return pm_cfg_oom(c);
 
   for (int i = 0; i < n; i++) {
     const config_setting_t *l = config_setting_get_elem(s, (unsigned)i);
@@ -521,46 +527,50 @@ static int load_labels(ctx_t *c, pm_collector_conf_t *col,
 
     pm_confmsg_join(path, sizeof(path), gpath, key);
     if (config_setting_type(l) != CONFIG_TYPE_STRING)
-      return fail(c, l, path, "expected a string, got %s",
-                  pm_confmsg_type(config_setting_type(l)));
+      return pm_cfg_fail(c, l, path, "expected a string, got %s",
+                         pm_confmsg_type(config_setting_type(l)));
     value = config_setting_get_string(l);
     if (strcmp(key, "collector") == 0)
-      return fail(c, l, path,
-                  "label key \"collector\" is reserved (the daemon sets it "
-                  "to the collector's name)");
+      return pm_cfg_fail(
+          c, l, path,
+          "label key \"collector\" is reserved (the daemon sets it "
+          "to the collector's name)");
     if (!pm_label_key_valid(key))
-      return fail(c, l, path,
-                  "invalid label key \"%s\" (expected [a-z][a-z0-9_]*, at "
-                  "most %d bytes)",
-                  key, PM_LABEL_KEY_MAX);
+      return pm_cfg_fail(
+          c, l, path,
+          "invalid label key \"%s\" (expected [a-z][a-z0-9_]*, at "
+          "most %d bytes)",
+          key, PM_LABEL_KEY_MAX);
     if (!pm_label_value_valid(value))
-      return fail(c, l, path,
-                  "invalid label value (expected printable UTF-8, 1 to %d "
-                  "bytes)",
-                  PM_LABEL_VALUE_MAX);
+      return pm_cfg_fail(
+          c, l, path,
+          "invalid label value (expected printable UTF-8, 1 to %d "
+          "bytes)",
+          PM_LABEL_VALUE_MAX);
     if (i + 1 >= PM_LABELS_MAX)
-      return fail(c, l, path,
-                  "too many labels (at most %d: the daemon adds "
-                  "\"collector\")",
-                  PM_LABELS_MAX - 1);
+      return pm_cfg_fail(c, l, path,
+                         "too many labels (at most %d: the daemon adds "
+                         "\"collector\")",
+                         PM_LABELS_MAX - 1);
     col->labels[i].key = strdup(key);
     col->labels[i].value = strdup(value);
     col->n_labels++;
     if (!col->labels[i].key || !col->labels[i].value)
-      return oom(c);
+      return pm_cfg_oom(c);
   }
   /* The same rule emit applies, so a config never makes every sample of
    * a collector invalid. */
   if (pm_labelset_build(&ls, col->labels, col->n_labels, NULL, 0, col->name) !=
       0)
-    return fail(c, s, gpath,
-                "labels too long together (at most %d bytes of keys and "
-                "values, collector=\"%s\" included)",
-                PM_LABELS_BYTES_MAX, col->name);
+    return pm_cfg_fail(c, s, gpath,
+                       "labels too long together (at most %d bytes of keys and "
+                       "values, collector=\"%s\" included)",
+                       PM_LABELS_BYTES_MAX, col->name);
   return 0;
 }
 
-static int load_collector(ctx_t *c, const config_setting_t *g, size_t idx) {
+static int load_collector(pm_cfgctx_t *c, const config_setting_t *g,
+                          size_t idx) {
   pm_config_t *cfg = c->cfg;
   pm_collector_conf_t *col = &cfg->collectors[idx];
   char cpath[PATH_LEN], path[PATH_LEN], a[32], b[32], vbuf[80];
@@ -573,53 +583,58 @@ static int load_collector(ctx_t *c, const config_setting_t *g, size_t idx) {
   col->interval_us = DEFAULT_INTERVAL_US;
   col->max_series = DEFAULT_MAX_SERIES;
   if (config_setting_type(g) != CONFIG_TYPE_GROUP)
-    return fail(c, g, cpath, "expected a group { name = ...; ... }, got %s",
-                pm_confmsg_type(config_setting_type(g)));
-  if ((rc = check_keys(c, g, cpath, collector_keys)) != 0)
+    return pm_cfg_fail(c, g, cpath,
+                       "expected a group { name = ...; ... }, got %s",
+                       pm_confmsg_type(config_setting_type(g)));
+  if ((rc = pm_cfg_check_keys(c, g, cpath, collector_keys)) != 0)
     return rc;
 
-  if ((rc = get_string(c, g, cpath, "name", 1, &col->name, &s)) != 0)
+  if ((rc = pm_cfg_get_string(c, g, cpath, "name", 1, &col->name, &s)) != 0)
     return rc;
   pm_confmsg_join(path, sizeof(path), cpath, "name");
-  if (!name_valid(col->name, "_.-"))
-    return fail(c, s, path,
-                "invalid collector name \"%s\" (expected [a-z0-9][a-z0-9_.-]*, "
-                "at most %d bytes)",
-                pm_confmsg_show(col->name, vbuf, sizeof(vbuf)), NAME_MAX_LEN);
+  if (!pm_cfg_name_valid(col->name, "_.-", NAME_MAX_LEN))
+    return pm_cfg_fail(
+        c, s, path,
+        "invalid collector name \"%s\" (expected [a-z0-9][a-z0-9_.-]*, "
+        "at most %d bytes)",
+        pm_confmsg_show(col->name, vbuf, sizeof(vbuf)), NAME_MAX_LEN);
   /* The daemon reports its own health under this collector name. */
   if (strcmp(col->name, "portalmetricsd") == 0)
-    return fail(c, s, path,
-                "the collector name \"portalmetricsd\" is reserved for the "
-                "daemon's own metrics");
+    return pm_cfg_fail(
+        c, s, path,
+        "the collector name \"portalmetricsd\" is reserved for the "
+        "daemon's own metrics");
   for (size_t i = 0; i < idx; i++)
     if (strcmp(cfg->collectors[i].name, col->name) == 0)
-      return fail(c, s, path,
-                  "duplicate collector name \"%s\" (first at line %d)",
-                  col->name, cfg->collectors[i].line);
+      return pm_cfg_fail(c, s, path,
+                         "duplicate collector name \"%s\" (first at line %d)",
+                         col->name, cfg->collectors[i].line);
 
-  if ((rc = get_string(c, g, cpath, "plugin", 1, &col->plugin, &s)) != 0)
+  if ((rc = pm_cfg_get_string(c, g, cpath, "plugin", 1, &col->plugin, &s)) != 0)
     return rc;
   pm_confmsg_join(path, sizeof(path), cpath, "plugin");
   /* It becomes a file name under plugin_dir: no '/', no "..". */
-  if (!name_valid(col->plugin, "_-"))
-    return fail(c, s, path,
-                "invalid plugin name \"%s\" (expected [a-z0-9][a-z0-9_-]*: "
-                "the plugin's file name without .so)",
-                pm_confmsg_show(col->plugin, vbuf, sizeof(vbuf)));
+  if (!pm_cfg_name_valid(col->plugin, "_-", NAME_MAX_LEN))
+    return pm_cfg_fail(
+        c, s, path,
+        "invalid plugin name \"%s\" (expected [a-z0-9][a-z0-9_-]*: "
+        "the plugin's file name without .so)",
+        pm_confmsg_show(col->plugin, vbuf, sizeof(vbuf)));
 
-  if ((rc = get_duration(c, g, cpath, "interval", 1, &col->interval_us,
-                         NULL)) != 0)
+  if ((rc = pm_cfg_get_duration(c, g, cpath, "interval", 1, &col->interval_us,
+                                NULL)) != 0)
     return rc;
   col->timeout_us = col->interval_us;
-  if ((rc = get_duration(c, g, cpath, "timeout", 1, &col->timeout_us, &to)) !=
-      0)
+  if ((rc = pm_cfg_get_duration(c, g, cpath, "timeout", 1, &col->timeout_us,
+                                &to)) != 0)
     return rc;
   /* Runs never overlap: a timeout past the interval would skip runs. */
   if (to && col->timeout_us > col->interval_us) {
     pm_confmsg_join(path, sizeof(path), cpath, "timeout");
     pm_format_duration(col->timeout_us, a, sizeof(a));
     pm_format_duration(col->interval_us, b, sizeof(b));
-    return fail(c, to, path, "timeout (%s) is longer than interval (%s)", a, b);
+    return pm_cfg_fail(c, to, path, "timeout (%s) is longer than interval (%s)",
+                       a, b);
   }
 
   if ((rc = load_labels(c, col, g, cpath)) != 0)
@@ -628,8 +643,8 @@ static int load_collector(ctx_t *c, const config_setting_t *g, size_t idx) {
     return rc;
   col->max_series = (size_t)max_series;
 
-  if ((rc = typed(c, g, cpath, "settings", CONFIG_TYPE_GROUP, "a group { ... }",
-                  &s, path, sizeof(path))) != 0)
+  if ((rc = pm_cfg_typed(c, g, cpath, "settings", CONFIG_TYPE_GROUP,
+                         "a group { ... }", &s, path, sizeof(path))) != 0)
     return rc;
   if (!s) {
     /* An empty block at the collector's line, so that a plugin's
@@ -637,26 +652,27 @@ static int load_collector(ctx_t *c, const config_setting_t *g, size_t idx) {
     config_setting_t *e = config_setting_add((config_setting_t *)g, "settings",
                                              CONFIG_TYPE_GROUP);
     if (!e)
-      return oom(c);
+      return pm_cfg_oom(c);
     e->line = g->line;
     e->file = g->file;
     s = e;
   }
   col->settings = s;
-  if (set_str(c, &col->settings_path, path) != 0)
+  if (pm_cfg_set_str(c, &col->settings_path, path) != 0)
     return PM_ENOMEM;
 
-  if ((rc = typed(c, g, cpath, "isolate", CONFIG_TYPE_BOOL,
-                  "a boolean (true or false)", &s, path, sizeof(path))) != 0)
+  if ((rc = pm_cfg_typed(c, g, cpath, "isolate", CONFIG_TYPE_BOOL,
+                         "a boolean (true or false)", &s, path,
+                         sizeof(path))) != 0)
     return rc;
   if (s && config_setting_get_bool(s))
-    return fail(c, s, path,
-                "not supported yet (a later release runs a collector in "
-                "its own process)");
+    return pm_cfg_fail(c, s, path,
+                       "not supported yet (a later release runs a collector in "
+                       "its own process)");
   return 0;
 }
 
-static int load_collectors(ctx_t *c) {
+static int load_collectors(pm_cfgctx_t *c) {
   pm_config_t *cfg = c->cfg;
   const config_setting_t *root = config_root_setting(&cfg->cfg);
   const config_setting_t *l = config_setting_get_member(root, "collectors");
@@ -668,14 +684,14 @@ static int load_collectors(ctx_t *c) {
   n = config_setting_length(l);
   /* Groups can only sit in a list ( ); an empty array [ ] is harmless. */
   if (t != CONFIG_TYPE_LIST && !(t == CONFIG_TYPE_ARRAY && n == 0))
-    return fail(c, l, "collectors",
-                "expected a list of groups ( { ... }, { ... } ), got %s",
-                pm_confmsg_type(t));
+    return pm_cfg_fail(c, l, "collectors",
+                       "expected a list of groups ( { ... }, { ... } ), got %s",
+                       pm_confmsg_type(t));
   if (n == 0)
     return 0;
   cfg->collectors = calloc((size_t)n, sizeof(*cfg->collectors));
   if (!cfg->collectors)
-    return oom(c);
+    return pm_cfg_oom(c);
   for (int i = 0; i < n; i++) {
     cfg->n_collectors++;
     if ((rc = load_collector(c, config_setting_get_elem(l, (unsigned)i),
@@ -685,17 +701,17 @@ static int load_collectors(ctx_t *c) {
   return 0;
 }
 
-static int set_defaults(ctx_t *c) {
+static int set_defaults(pm_cfgctx_t *c) {
   pm_config_t *cfg = c->cfg;
   char host[256];
 
   if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
     snprintf(host, sizeof(host), "localhost");
   host[sizeof(host) - 1] = '\0';
-  if (set_str(c, &cfg->id, host) ||
-      set_str(c, &cfg->state_dir, DEFAULT_STATE_DIR) ||
-      set_str(c, &cfg->plugin_dir, PM_PLUGIN_DIR) ||
-      set_str(c, &cfg->timezone, DEFAULT_TIMEZONE))
+  if (pm_cfg_set_str(c, &cfg->id, host) ||
+      pm_cfg_set_str(c, &cfg->state_dir, DEFAULT_STATE_DIR) ||
+      pm_cfg_set_str(c, &cfg->plugin_dir, PM_PLUGIN_DIR) ||
+      pm_cfg_set_str(c, &cfg->timezone, DEFAULT_TIMEZONE))
     return PM_ENOMEM;
   cfg->log_level = PM_LOG_INFO;
   cfg->flush_interval_us = DEFAULT_FLUSH_INTERVAL_US;
@@ -711,33 +727,23 @@ static int set_defaults(ctx_t *c) {
   return 0;
 }
 
-static int check(ctx_t *c) {
+static int check(pm_cfgctx_t *c) {
   const config_setting_t *root = config_root_setting(&c->cfg->cfg);
-  const config_setting_t *s;
   int rc;
 
   if ((rc = set_defaults(c)) != 0 ||
-      (rc = check_keys(c, root, "", top_keys)) != 0)
+      (rc = pm_cfg_check_keys(c, root, "", top_keys)) != 0)
     return rc;
-  /* Said before anything else: a config written for a later release
-   * should learn that first, not trip over some detail. */
-  if ((s = config_setting_get_member(root, "targets")) != NULL)
-    return fail(c, s, "targets",
-                "not supported yet (targets and alerts come in a later "
-                "release)");
-  if ((s = config_setting_get_member(root, "notifiers")) != NULL)
-    return fail(c, s, "notifiers",
-                "not supported yet (targets and alerts come in a later "
-                "release)");
   if ((rc = load_daemon(c)) != 0 || (rc = load_database(c)) != 0 ||
-      (rc = load_spool(c)) != 0 || (rc = load_collectors(c)) != 0)
+      (rc = load_spool(c)) != 0 || (rc = load_collectors(c)) != 0 ||
+      (rc = pm_cfg_load_alerts(c)) != 0)
     return rc;
   return 0;
 }
 
 /* A libconfig read failure as one line; PM_EIO if the file itself could
  * not be read. */
-static int read_error(ctx_t *c) {
+static int read_error(pm_cfgctx_t *c) {
   config_t *cfg = &c->cfg->cfg;
   const char *file = config_error_file(cfg) ? config_error_file(cfg) : c->file;
 
@@ -756,7 +762,7 @@ static int read_error(ctx_t *c) {
 
 static int load(const char *path, const char *text, const char *name,
                 pm_config_t **out, char *err, size_t errlen) {
-  ctx_t c = {
+  pm_cfgctx_t c = {
       .file = name, .from_file = text == NULL, .err = err, .errlen = errlen};
   pm_config_t *cfg;
   char *dir = NULL, *slash;
@@ -768,7 +774,7 @@ static int load(const char *path, const char *text, const char *name,
   cfg = calloc(1, sizeof(*cfg));
   if (!cfg || !(cfg->file = strdup(name))) {
     free(cfg);
-    return oom(&c);
+    return pm_cfg_oom(&c);
   }
   c.cfg = cfg;
   config_init(&cfg->cfg);
@@ -777,7 +783,7 @@ static int load(const char *path, const char *text, const char *name,
      * daemon's working directory. */
     if (!(dir = strdup(path))) {
       pm_config_free(cfg);
-      return oom(&c);
+      return pm_cfg_oom(&c);
     }
     slash = strrchr(dir, '/');
     if (slash)
@@ -831,6 +837,7 @@ void pm_config_free(pm_config_t *cfg) {
     free(col->settings_path);
   }
   free(cfg->collectors);
+  pm_cfg_free_alerts(cfg);
   free(cfg->id);
   free(cfg->state_dir);
   free(cfg->plugin_dir);

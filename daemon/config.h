@@ -29,7 +29,11 @@ typedef struct pm_collector_conf {
 
 /* Targets and alerts (DESIGN.md "Targets and alerts"). */
 typedef enum { PM_AT_LEAST = 0, PM_AT_MOST = 1 } pm_direction_t;
-typedef enum { PM_GOAL_FIXED = 0, PM_GOAL_RAMP, PM_GOAL_MILESTONES } pm_goal_kind_t;
+typedef enum {
+  PM_GOAL_FIXED = 0,
+  PM_GOAL_RAMP,
+  PM_GOAL_MILESTONES
+} pm_goal_kind_t;
 #define PM_NO_DAY INT32_MIN
 typedef struct pm_goal_point {
   int32_t day; /* a local calendar date as days since 1970-01-01;
@@ -44,21 +48,21 @@ typedef struct pm_target_conf {
   char *per;          /* NULL, or the denominator metric (a rate) */
   pm_label_t *labels; /* series selector; owned; may be empty */
   size_t n_labels;
-  int window_days;    /* counts: whole local days summed; default 7 */
+  int window_days;          /* counts: whole local days summed; default 7 */
   pm_direction_t direction; /* default at_least */
   pm_goal_kind_t goal_kind;
   pm_goal_point_t *goal; /* fixed: 1 point (day PM_NO_DAY); ramp: 2;
                             milestones: >= 1, days strictly increasing */
   size_t n_goal;
-  double tolerance;      /* >= 0; default 0 */
-  int64_t for_us;        /* behind this long before firing; default 0 */
-  int64_t clear_for_us;  /* on track this long before resolving; default 0 */
-  int64_t stale_us;      /* 0: judge nodata by the collectors' intervals */
-  int64_t repeat_us;     /* 0: never re-notify while firing */
-  int lookback_days;     /* trend for projected_date; default 28, >= 2 */
-  char *severity;        /* "info", "warning" (default) or "critical" */
-  int percent;           /* values shown as percent; default: per != NULL */
-  char **notify;         /* notifier names, each defined in `notifiers` */
+  double tolerance;     /* >= 0; default 0 */
+  int64_t for_us;       /* behind this long before firing; default 0 */
+  int64_t clear_for_us; /* on track this long before resolving; default 0 */
+  int64_t stale_us;     /* 0: judge nodata by the collectors' intervals */
+  int64_t repeat_us;    /* 0: never re-notify while firing */
+  int lookback_days;    /* trend for projected_date; default 28, >= 2 */
+  char *severity;       /* "info", "warning" (default) or "critical" */
+  int percent;          /* values shown as percent; default: per != NULL */
+  char **notify;        /* notifier names, each defined in `notifiers` */
   size_t n_notify;
   int line;
   /* Canonical JSON of the whole definition, name excluded, the daemon's
@@ -84,8 +88,8 @@ typedef struct pm_notifier_conf {
   char *name; /* [a-z0-9][a-z0-9_.-]*, unique */
   pm_notifier_type_t type;
   /* webhook */
-  char *url;        /* http:// or https:// */
-  char **headers;   /* "Name: value" lines; from `headers = { Name = "v"; }` */
+  char *url;      /* http:// or https:// */
+  char **headers; /* "Name: value" lines; from `headers = { Name = "v"; }` */
   size_t n_headers;
   char *token_file; /* NULL, or a file holding a bearer token */
   char *ca_file;    /* NULL: the system's CA store */
@@ -142,12 +146,12 @@ typedef struct pm_config {
  * pm_config_free), or PM_ECONFIG / PM_EIO with one line in err:
  *   "conf/x.conf:7: database.flush_interval: invalid duration \"5 parsecs\""
  * Checks done here: syntax, unknown keys, types, values, required keys,
- * duplicate collector names, `targets`/`notifiers`/`isolate` (not
- * supported yet), and the secrets rule (an inline password in conninfo
- * only if the file is readable by no one but its owner and group root or
- * the daemon's user: mode & 007 == 0). First of all the file itself must
- * pass pm_path_check_owner (fileperm.h): "FILE: writable by group or
- * others ..." with PM_ECONFIG. @include paths are relative to the
+ * duplicate collector names, targets and notifiers (notify naming a
+ * defined notifier), `isolate` (not supported yet), and the secrets rule (an
+ * inline password in conninfo only if the file is readable by no one but its
+ * owner and group root or the daemon's user: mode & 007 == 0). First of all the
+ * file itself must pass pm_path_check_owner (fileperm.h): "FILE: writable by
+ * group or others ..." with PM_ECONFIG. @include paths are relative to the
  * config file's directory; a mistake in an included file names that file.
  */
 int pm_config_load(const char *path, pm_config_t **out, char *err,
