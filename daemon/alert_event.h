@@ -19,13 +19,14 @@
 #ifndef PM_ALERT_EVENT_H
 #define PM_ALERT_EVENT_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "alert_fsm.h"
 
 typedef struct pm_alert_event {
   int64_t event_id;
-  const char *target;   /* the target's name */
-  const char *title;    /* its title (name if none) */
+  const char *target; /* the target's name */
+  const char *title;  /* its title (name if none) */
   pm_alert_ev_kind_t kind;
   pm_alert_state_t from, to;
   const char *severity; /* "info", "warning", "critical" */
@@ -33,16 +34,16 @@ typedef struct pm_alert_event {
   pm_target_status_t status;
   int has_actual, has_expected, has_goal;
   double actual, expected, goal_value; /* gap = actual - expected */
-  int percent;          /* format: 1 percent, 0 number */
-  int at_most;          /* direction */
-  int32_t plan_day;     /* the local date the plan was read for (days
-                           since 1970-01-01); PM_ALERT_NO_DAY: none */
-  int32_t due_day;      /* the goal's last date; PM_ALERT_NO_DAY: fixed */
-  int32_t projected_day;/* PM_ALERT_NO_DAY: no projection */
+  int percent;                         /* format: 1 percent, 0 number */
+  int at_most;                         /* direction */
+  int32_t plan_day;      /* the local date the plan was read for (days
+                            since 1970-01-01); PM_ALERT_NO_DAY: none */
+  int32_t due_day;       /* the goal's last date; PM_ALERT_NO_DAY: fixed */
+  int32_t projected_day; /* PM_ALERT_NO_DAY: no projection */
   int late;
-  int32_t days_late;    /* projected - due when both known and late */
-  const char *message;  /* pm_alert_message's text */
-  const char *daemon;   /* daemon.id of the sender */
+  int32_t days_late;   /* projected - due when both known and late */
+  const char *message; /* pm_alert_message's text */
+  const char *daemon;  /* daemon.id of the sender */
 } pm_alert_event_t;
 
 #define PM_ALERT_NO_DAY INT32_MIN

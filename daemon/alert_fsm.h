@@ -44,23 +44,23 @@ typedef enum {
 } pm_target_status_t;
 
 typedef enum {
-  PM_EV_STATE = 0,   /* a state transition */
-  PM_EV_LATE,        /* the late flag turned on */
-  PM_EV_LATE_CLEARED,/* the late flag turned off */
-  PM_EV_REPEAT       /* still firing, `repeat` after the last notice */
+  PM_EV_STATE = 0,    /* a state transition */
+  PM_EV_LATE,         /* the late flag turned on */
+  PM_EV_LATE_CLEARED, /* the late flag turned off */
+  PM_EV_REPEAT        /* still firing, `repeat` after the last notice */
 } pm_alert_ev_kind_t;
 
 /* What portalmetrics.alert_state keeps per target. Times in microseconds
  * since the epoch; 0 means none. */
 typedef struct pm_alert_mem {
   pm_alert_state_t state;
-  int64_t since_us;      /* when the state was entered */
-  int64_t cond_us;       /* pending: when behind began; firing: when on
-                            track began (0 while still behind) */
-  int late;              /* the late flag */
-  int64_t late_cond_us;  /* when the trend began to disagree with the
-                            flag (0: it agrees) */
-  int64_t notified_us;   /* firing: last notice (for repeat) */
+  int64_t since_us;     /* when the state was entered */
+  int64_t cond_us;      /* pending: when behind began; firing: when on
+                           track began (0 while still behind) */
+  int late;             /* the late flag */
+  int64_t late_cond_us; /* when the trend began to disagree with the
+                           flag (0: it agrees) */
+  int64_t notified_us;  /* firing: last notice (for repeat) */
 } pm_alert_mem_t;
 
 typedef struct pm_alert_rules {
