@@ -2,9 +2,11 @@
 # The daemon's layering, checked from its #include "..." lines.
 #
 #   layer 0  bottom: log, errors, units, sample, catalog, series, config,
-#            settings, fileperm, dedup, migrations, confmsg, idmap,
-#            copybuf, secret, crc32c, keyhash
-#   layer 1  writer and spool: queue, writer, writer_schema, pg_conn, spool*
+#            config_alerts, settings, fileperm, dedup, migrations, confmsg,
+#            idmap, copybuf, secret, crc32c, keyhash, alert_fsm,
+#            alert_event, alert_text
+#   layer 1  writer and spool: queue, writer, writer_schema, pg_conn, spool*,
+#            curl_loop, notifier, notify (notify_int.h), notify_*, alerter
 #   layer 2  scheduler and loader: scheduler, loader, host, plan, pool
 #   layer 3  main, once
 #
@@ -27,11 +29,13 @@ cd "$src" || exit 2
 # module -> layer. Patterns ending in * match by prefix.
 layer_of() {
   case "$1" in
-  log | errors | units | sample | catalog | series | config | settings | \
-    fileperm | dedup | migrations | confmsg | idmap | copybuf | secret | \
-    crc32c | keyhash)
+  log | errors | units | sample | catalog | series | config | config_alerts | \
+    settings | fileperm | dedup | migrations | confmsg | idmap | copybuf | \
+    secret | crc32c | keyhash | alert_fsm | alert_event | alert_text)
     echo 0 ;;
-  queue | writer | writer_schema | pg_conn | source | spool*) echo 1 ;;
+  queue | writer | writer_schema | pg_conn | source | spool* | curl_loop | \
+    notifier | notify | notify_* | alerter)
+    echo 1 ;;
   scheduler | loader | host | plan | pool) echo 2 ;;
   main | once | selfmetrics) echo 3 ;;
   *) echo "" ;;
