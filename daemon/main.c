@@ -16,12 +16,14 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "alerter.h"
 #include "catalog.h"
 #include "config.h"
 #include "errors.h"
 #include "host.h"
 #include "loader.h"
 #include "log.h"
+#include "notifier.h"
 #include "once.h"
 #include "plan.h"
 #include "pool.h"
@@ -49,6 +51,7 @@ typedef struct daemon_state {
   pm_pool_t *pool;
   pm_scheduler_t *sched;
   pm_selfmetrics_t *self;
+  pm_alerter_t *alerter;
   pm_host_ctx_t ctx;
   uv_signal_t sigterm, sigint, sighup;
   uv_timer_t watchdog;
@@ -106,6 +109,25 @@ static void set_catalog(daemon_state_t *d, const pm_plan_t *plan) {
       tables[n++] = m;
   }
   pm_writer_set_metrics(d->writer, tables, n);
+}
+
+/* What the alerter declares: the plan's targets, notifiers and
+ * collectors (a listener has no interval: nodata then needs a target's
+ * own `stale`). */
+static int configure_alerts(daemon_state_t *d, const pm_plan_t *plan) {
+  pm_alerter_collector_t *cols = calloc(plan->n + 1, sizeof *cols);
+  int rc;
+  if (!cols)
+    return PM_ENOMEM;
+  for (size_t i = 0; i < plan->n; i++) {
+    cols[i].name = plan->items[i].conf->name;
+    cols[i].plugin = plan->items[i].conf->plugin;
+    cols[i].interval_us =
+        plan->items[i].lib->desc.collect ? plan->items[i].conf->interval_us : 0;
+  }
+  rc = pm_alerter_configure(d->alerter, plan->cfg, cols, plan->n);
+  free(cols);
+  return rc;
 }
 
 /* The writer's options from the database part of the config. */
@@ -208,6 +230,9 @@ static void begin_stop(daemon_state_t *d, const char *why) {
   d->stopping = 1;
   pm_info("%s: stopping", why);
   sd_notify(0, "STOPPING=1");
+  /* Sends in flight are cancelled; the outbox keeps them for the next
+   * leader (this daemon after a restart, or another). */
+  pm_alerter_close(d->alerter, NULL, NULL);
   pm_selfmetrics_stop(d->self, NULL, NULL);
   pm_scheduler_stop(d->sched, STOP_GRACE_US, on_sched_stopped, d);
 }
@@ -245,6 +270,9 @@ static void reload(daemon_state_t *d) {
   pm_log_set_level(cfg->log_level);
   d->cfg = cfg;
   set_catalog(d, plan);
+  if (configure_alerts(d, plan) != 0)
+    pm_error("reload: out of memory configuring targets and notifiers; the "
+             "previous ones stay");
   failed = pm_scheduler_apply(d->sched, plan);
   pm_info("reloaded: %zu collectors running%s", pm_scheduler_count(d->sched),
           failed ? " (some failed to start: see above)" : "");
@@ -331,7 +359,16 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   d.self = d.writer
                ? pm_selfmetrics_new(d.loop, &d.ctx, d.writer, d.spool, &d.src)
                : NULL;
-  if (!d.series || !d.pool || !d.writer || !d.sched || !d.self) {
+  {
+    pm_alerter_opts_t ao = {.conninfo = cfg->conninfo,
+                            .password_file = cfg->password_file,
+                            .daemon_id = cfg->id,
+                            .connect_timeout_us = cfg->connect_timeout_us,
+                            .statement_timeout_us = cfg->statement_timeout_us};
+    d.alerter = pm_alerter_new(d.loop, &ao);
+  }
+  if (!d.series || !d.pool || !d.writer || !d.sched || !d.self || !d.alerter ||
+      configure_alerts(&d, plan) != 0) {
     pm_error("out of memory at start-up");
     return EXIT_RUNTIME;
   }
@@ -346,6 +383,7 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
 
   set_catalog(&d, plan);
   pm_writer_start(d.writer);
+  pm_alerter_start(d.alerter);
   pm_scheduler_apply(d.sched, plan);
   pm_info("portalmetricsd %s started as \"%s\": %zu collectors, state in %s",
           PM_VERSION, cfg->id, pm_scheduler_count(d.sched), cfg->state_dir);
@@ -369,6 +407,7 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   }
   pm_scheduler_free(d.sched);
   pm_selfmetrics_free(d.self);
+  pm_alerter_free(d.alerter);
   pm_spool_free(d.spool);
   pm_series_registry_free(d.series);
   uv_loop_close(d.loop);
@@ -483,6 +522,12 @@ int main(int argc, char **argv) {
 
   signal(SIGPIPE, SIG_IGN);
   pm_log_init(PM_LOG_INFO, getenv("JOURNAL_STREAM") != NULL);
+  /* libcurl's global state, before any thread starts */
+  if (pm_notifier_global_init() != 0) {
+    fprintf(stderr, "portalmetricsd: cannot initialise libcurl\n");
+    return EXIT_RUNTIME;
+  }
+  atexit(pm_notifier_global_cleanup);
 
   if (config_path) {
     if (pm_config_load(config_path, &cfg, err, sizeof(err)) != 0) {

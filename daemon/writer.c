@@ -292,6 +292,7 @@ pm_writer_t *pm_writer_new(uv_loop_t *loop, const pm_writer_opts_t *opts,
   pm_idset_init(&w->batch_ids);
   pm_idset_init(&w->months);
   pm_idmap_init(&w->newest);
+  pm_idmap_init(&w->marked);
   w->o = *opts;
   w->o.conninfo = xstrdup(opts->conninfo ? opts->conninfo : "");
   w->o.password_file = xstrdup(opts->password_file);
@@ -516,6 +517,9 @@ void pm_writer_free(pm_writer_t *w) {
   pm_idset_free(&w->batch_ids);
   pm_idset_free(&w->months);
   pm_idmap_free(&w->newest);
+  pm_idmap_free(&w->marked);
+  free(w->mark_ids);
+  pm_buf_free(&w->stmt_buf);
   pm_buf_free(&w->series_buf);
   pm_buf_free(&w->samples_buf);
   free(w);
@@ -832,6 +836,61 @@ static int w_position_sql(const pm_writer_t *w, char *buf, size_t len) {
                    " RETURNING last_seq",
                    w->batch_last, w->daemon_lit, w->spool_lit, w->acked_seq);
   return n > 0 && (size_t)n < len ? 0 : -1;
+}
+
+/*
+ * The series_ingest marks of a ship transaction: last_ingest = now() for
+ * the batch's series not marked in the last MARK_EVERY_US. Targets judge
+ * nodata by ingest time (a day bucket's ts is midnight whatever the hour),
+ * and marking each series at most every 10 s keeps that to a few rows per
+ * batch; target_status allows for the lag. Appends to b; 0 or -1 (out of
+ * memory).
+ */
+#define MARK_EVERY_US INT64_C(10000000)
+static int w_marks_sql(pm_writer_t *w, pm_buf_t *b) {
+  int64_t now = pm_writer__mono_us();
+  char num[32];
+  w->nmark = 0;
+  for (size_t i = 0; i < w->nrows; i++) {
+    int64_t id = w->rows[i].s->id, t;
+    if (i + 1 < w->nrows && w->rows[i + 1].s->id == id)
+      continue; /* rows are sorted by series: one mark per run */
+    if (w->bad.n && pm_idset_has(&w->bad, id))
+      continue;
+    if (pm_idmap_get(&w->marked, id, &t) && now - t < MARK_EVERY_US)
+      continue;
+    if (w->nmark == 0 || (w->nmark & (w->nmark - 1)) == 0) {
+      size_t cap = w->nmark ? w->nmark * 2 : 16;
+      int64_t *p = realloc(w->mark_ids, cap * sizeof *p);
+      if (!p)
+        return -1;
+      w->mark_ids = p;
+    }
+    w->mark_ids[w->nmark++] = id;
+  }
+  if (w->nmark == 0)
+    return 0;
+  static const char head[] = "INSERT INTO portalmetrics.series_ingest "
+                             "(series_id, last_ingest) SELECT unnest('{";
+  pm_buf_put(b, head, sizeof head - 1);
+  for (size_t i = 0; i < w->nmark; i++) {
+    int n =
+        snprintf(num, sizeof num, "%s%" PRId64, i ? "," : "", w->mark_ids[i]);
+    pm_buf_put(b, num, (size_t)n);
+  }
+  static const char tail[] =
+      "}'::bigint[]), now() ON CONFLICT (series_id) DO UPDATE SET "
+      "last_ingest = EXCLUDED.last_ingest; ";
+  pm_buf_put(b, tail, sizeof tail - 1);
+  return b->oom ? -1 : 0;
+}
+
+static void w_marks_committed(pm_writer_t *w) {
+  int64_t now = pm_writer__mono_us();
+  for (size_t i = 0; i < w->nmark; i++)
+    if (pm_idmap_put(&w->marked, w->mark_ids[i], now) < 0)
+      break; /* out of memory: the series is marked again next batch */
+  w->nmark = 0;
 }
 
 static void w_on_conflict_rollback(void *arg, const pm_pg_result_t *r) {
@@ -1234,6 +1293,7 @@ static void w_on_dl_advanced(void *arg, const pm_pg_result_t *r) {
     w_conflict(w);
     return;
   }
+  w_marks_committed(w);
   w->acked_seq = w->batch_last;
   w->stats.position = w->batch_last;
   w->src.ack(w->src.ctx, w->batch_last);
@@ -1512,6 +1572,7 @@ static void w_on_committed(pm_writer_t *w, size_t shipped, size_t refused) {
     w->stats.direct_batches++;
     w->direct_penalty = 0;
   }
+  w_marks_committed(w);
   w->acked_seq = w->batch_last;
   w->stats.position = w->batch_last;
   w->src.ack(w->src.ctx, w->batch_last);
@@ -1608,35 +1669,45 @@ static void w_on_ship_samples(void *arg, const pm_pg_result_t *r) {
                    w_on_commit);
 }
 
+/* The statements that close every ship transaction: the ingest marks,
+ * then the fenced position update (its RETURNING is the last result).
+ * Appended to b; 0 or -1. */
+static int w_tail_sql(pm_writer_t *w, pm_buf_t *b) {
+  char pos[1024];
+  if (w_marks_sql(w, b) < 0 || w_position_sql(w, pos, sizeof pos) < 0)
+    return -1;
+  pm_buf_put(b, pos, strlen(pos) + 1); /* with its NUL: b is a C string */
+  return b->oom ? -1 : 0;
+}
+
 /* The direct path: BEGIN, COPY straight into samples, the position. */
 static void w_ship_direct(pm_writer_t *w) {
-  pm_buf_t *b = &w->samples_buf;
+  pm_buf_t *b = &w->samples_buf, *q = &w->stmt_buf;
   pm_pg_copy_t copy;
-  char pos[1024], sql[1200];
+  static const char head[] =
+      "BEGIN; COPY portalmetrics.samples (series_id, ts, value) FROM STDIN "
+      "WITH (FORMAT binary); ";
   if (w_encode_direct(b, w->rows, w->nrows, &w->bad) < 0) {
     pm_writer__fail(w, FAIL_SQL, "writing samples", "out of memory", "");
     return;
   }
-  if (w_position_sql(w, pos, sizeof pos) < 0) {
-    pm_writer__fail(w, FAIL_SQL, "writing samples", "statement too long", "");
+  pm_buf_reset(q);
+  pm_buf_put(q, head, sizeof head - 1);
+  if (w_tail_sql(w, q) < 0) {
+    pm_writer__fail(w, FAIL_SQL, "writing samples", "out of memory", "");
     return;
   }
-  snprintf(sql, sizeof sql,
-           "BEGIN; "
-           "COPY portalmetrics.samples (series_id, ts, value) FROM STDIN "
-           "WITH (FORMAT binary); %s",
-           pos);
   copy.data = b->p;
   copy.len = b->len;
   w->in_txn = 1;
-  pm_writer__query(w, "writing samples", sql, 0, NULL, &copy, 1,
+  pm_writer__query(w, "writing samples", q->p, 0, NULL, &copy, 1,
                    w_on_ship_samples);
 }
 
 static void w_ship_samples(pm_writer_t *w) {
-  pm_buf_t *b = &w->samples_buf;
+  pm_buf_t *b = &w->samples_buf, *q = &w->stmt_buf;
   size_t nset = 0, nadd = 0;
-  char sql[2560], pos[1024];
+  char sql[1536];
   pm_pg_copy_t copy;
   if (w->direct && !w->in_txn) {
     w_ship_direct(w);
@@ -1665,13 +1736,9 @@ static void w_ship_samples(pm_writer_t *w) {
     pm_writer__fail(w, FAIL_SQL, "writing samples", "out of memory", "");
     return;
   }
-  if (w_position_sql(w, pos, sizeof pos) < 0) {
-    pm_writer__fail(w, FAIL_SQL, "writing samples", "statement too long", "");
-    return;
-  }
   /* nothing to write (every series refused): the position still moves */
   snprintf(
-      sql, sizeof sql, "%s%s%s%s%s", w->in_txn ? "" : "BEGIN; ",
+      sql, sizeof sql, "%s%s%s%s", w->in_txn ? "" : "BEGIN; ",
       nset + nadd ? "COPY pm_tmp_samples (series_id, ts, value, is_add) FROM "
                     "STDIN (FORMAT binary); "
                   : "",
@@ -1684,11 +1751,16 @@ static void w_ship_samples(pm_writer_t *w) {
              "SELECT series_id, ts, value FROM pm_tmp_samples WHERE is_add "
              "ON CONFLICT (series_id, ts) DO UPDATE SET value = x.value + "
              "EXCLUDED.value; "
-           : "",
-      pos);
+           : "");
+  pm_buf_reset(q);
+  pm_buf_put(q, sql, strlen(sql));
+  if (w_tail_sql(w, q) < 0) {
+    pm_writer__fail(w, FAIL_SQL, "writing samples", "out of memory", "");
+    return;
+  }
   copy.data = b->p;
   copy.len = b->len;
   w->in_txn = 1;
-  pm_writer__query(w, "writing samples", sql, 0, NULL, &copy,
+  pm_writer__query(w, "writing samples", q->p, 0, NULL, &copy,
                    nset + nadd ? 1 : 0, w_on_ship_samples);
 }

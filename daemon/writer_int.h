@@ -98,6 +98,13 @@ struct pm_writer {
   pm_idset_t batch_ids; /* scratch: ids of this batch's new series */
   pm_idset_t months;    /* partitions known to exist (year * 12 + month) */
   pm_idmap_t newest; /* series id -> newest ts committed (direct path hint) */
+  /* series_ingest marks (nodata is judged by ingest time): series id ->
+   * monotonic time of its last committed mark, and the ids this batch
+   * marks, remembered only once it commits */
+  pm_idmap_t marked;
+  int64_t *mark_ids;
+  size_t nmark;
+  pm_buf_t stmt_buf; /* the ship transaction's statements */
   int direct;        /* this attempt of the batch takes the direct path */
   unsigned direct_skip, direct_penalty; /* merge-only batches after a
                                            fallback, and the next such run */
