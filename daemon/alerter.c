@@ -36,14 +36,16 @@ struct op {
   int nparams;
   char **params; /* NULL entries are SQL NULLs */
   op_cb cb;      /* may be NULL */
-  void *arg;
+  void *arg;     /* freed with the op (malloc'd) when own_arg */
+  int own_arg;
 };
 
 typedef struct notif {
   pm_notifier_t *n;
   char *name;
   int64_t give_up_us;
-  int busy;        /* a send in flight */
+  int busy;        /* a send in flight, or its outcome being recorded */
+  int64_t marking; /* the event whose outcome is being recorded, 0: none */
   int64_t wait_us; /* monotonic: no attempt before this */
   pm_ratelimit_t rl;
   struct pm_alerter *a;
@@ -116,6 +118,8 @@ static void op_free(op_t *o) {
     free(o->params[i]);
   free(o->params);
   free(o->sql);
+  if (o->own_arg)
+    free(o->arg);
   free(o);
 }
 
@@ -128,14 +132,19 @@ static void ops_clear(pm_alerter_t *a) {
   a->tail = NULL;
 }
 
-/* Queue a statement; params are copied (NULL entries are NULLs). 0 or
- * PM_ENOMEM (nothing queued). */
-static int a_queue(pm_alerter_t *a, const char *what, const char *sql,
-                   int nparams, const char *const *params, op_cb cb,
-                   void *arg) {
+/* Queue a statement; params are copied (NULL entries are NULLs). With
+ * own_arg, arg (malloc'd) belongs to the op from now on, even on error.
+ * 0 or PM_ENOMEM (nothing queued). */
+static int a_queue_own(pm_alerter_t *a, const char *what, const char *sql,
+                       int nparams, const char *const *params, op_cb cb,
+                       void *arg, int own_arg) {
   op_t *o = calloc(1, sizeof *o);
-  if (!o)
+  if (!o) {
+    if (own_arg)
+      free(arg);
     return PM_ENOMEM;
+  }
+  o->own_arg = own_arg;
   o->what = what;
   o->sql = strdup(sql);
   o->nparams = nparams;
@@ -161,6 +170,12 @@ static int a_queue(pm_alerter_t *a, const char *what, const char *sql,
 oom:
   op_free(o);
   return PM_ENOMEM;
+}
+
+static int a_queue(pm_alerter_t *a, const char *what, const char *sql,
+                   int nparams, const char *const *params, op_cb cb,
+                   void *arg) {
+  return a_queue_own(a, what, sql, nparams, params, cb, arg, 0);
 }
 
 static void a_on_result(void *arg, const pm_pg_result_t *r) {
@@ -315,6 +330,11 @@ static void a_broken(pm_alerter_t *a, const char *why) {
   pm_pg_reset(a->pg);
   uv_timer_stop(&a->tick);
   notifiers_cancel(a->nots, a->nnots);
+  for (size_t i = 0; i < a->nnots; i++)
+    if (a->nots[i]->marking) { /* its record was dropped with the ops */
+      a->nots[i]->marking = 0;
+      a->nots[i]->busy = 0;
+    }
   if (a->closing)
     return;
   if (was_leader)
@@ -533,10 +553,8 @@ static void on_step(pm_alerter_t *a, const pm_pg_result_t *r, void *arg) {
   step_ctx_t *c = arg;
   const PGresult *res;
   int state = 0, events = 0;
-  if (a_failed(a, "recording an alert state", r)) {
-    free(c);
+  if (a_failed(a, "recording an alert state", r))
     return;
-  }
   res = r->res[r->nres - 1];
   for (int i = 0; i < PQntuples(res); i++) {
     if (strcmp(PQgetvalue(res, i, 0), "state") == 0)
@@ -549,7 +567,6 @@ static void on_step(pm_alerter_t *a, const pm_pg_result_t *r, void *arg) {
             "(another daemon wrote it); judged again at the next tick",
             c->target);
   a->st.events += (uint64_t)events;
-  free(c);
 }
 
 static const char *val(const PGresult *res, int row, int col) {
@@ -713,8 +730,8 @@ static void eval_row(pm_alerter_t *a, const PGresult *res, int i) {
   p[14] = obs.late ? "true" : "false";
   p[15] = a->daemon_id;
   p[16] = PQgetvalue(res, i, C_NOTIFY);
-  if (a_queue(a, "recording an alert state", STEP_SQL, 17, p, on_step, c) < 0) {
-    free(c);
+  if (a_queue_own(a, "recording an alert state", STEP_SQL, 17, p, on_step, c,
+                  1) < 0) {
     pm_error("alerts: target %s: out of memory recording its state", target);
   }
   free(evjson);
@@ -793,10 +810,37 @@ static notif_t *notif_find(pm_alerter_t *a, const char *name) {
   return NULL;
 }
 
+/* A delivery's outcome being recorded: its notifier stays busy until the
+ * row says so, or an outbox read queued meanwhile would send it again. */
+typedef struct mark {
+  char notifier[64];
+  int64_t event_id;
+} mark_t;
+
 static void on_marked(pm_alerter_t *a, const pm_pg_result_t *r, void *arg) {
-  (void)arg;
+  mark_t *mk = arg;
+  notif_t *nt = notif_find(a, mk->notifier);
   a_failed(a, "recording a delivery", r);
+  if (nt && nt->marking == mk->event_id) {
+    nt->marking = 0;
+    nt->busy = 0;
+  }
   a_outbox(a); /* the notifier's next event */
+}
+
+static void queue_mark(pm_alerter_t *a, notif_t *nt, const char *sql,
+                       int nparams, const char *const *p, int64_t event_id) {
+  mark_t *mk = calloc(1, sizeof *mk);
+  if (mk) {
+    snprintf(mk->notifier, sizeof mk->notifier, "%s", nt->name);
+    mk->event_id = event_id;
+  }
+  nt->marking = event_id;
+  if (!mk || a_queue_own(a, "recording a delivery", sql, nparams, p, on_marked,
+                         mk, 1) < 0) {
+    nt->marking = 0; /* not recorded: the outbox sends it again */
+    nt->busy = 0;
+  }
 }
 
 static void on_outbox_timer(uv_timer_t *t) {
@@ -813,8 +857,8 @@ static int64_t backoff_us(int attempts) {
   return d - d / 5 + (int64_t)((uint64_t)rand() % (uint64_t)(d * 2 / 5 + 1));
 }
 
-static void mark_failed(pm_alerter_t *a, const char *notifier, int64_t event_id,
-                        int attempts, const char *error, int64_t wait_us,
+static void mark_failed(pm_alerter_t *a, notif_t *nt, const char *notifier,
+                        int64_t event_id, const char *error, int64_t wait_us,
                         int give_up) {
   char s_id[24], s_wait[24];
   const char *p[5];
@@ -825,8 +869,10 @@ static void mark_failed(pm_alerter_t *a, const char *notifier, int64_t event_id,
   p[2] = error;
   p[3] = s_wait;
   p[4] = give_up ? "true" : "false";
-  (void)attempts;
-  a_queue(a, "recording a delivery", FAILED_SQL, 5, p, on_marked, NULL);
+  if (nt)
+    queue_mark(a, nt, FAILED_SQL, 5, p, event_id);
+  else
+    a_queue(a, "recording a delivery", FAILED_SQL, 5, p, NULL, NULL);
 }
 
 static void on_sent(void *arg, int status, const char *error) {
@@ -834,8 +880,8 @@ static void on_sent(void *arg, int status, const char *error) {
   pm_alerter_t *a = s->a;
   notif_t *nt = s->nt;
   uint64_t sup = 0;
-  nt->busy = 0;
   if (s->gen != a->gen || a->closing || !a->leader) {
+    nt->busy = 0;
     /* cancelled: leadership or notifiers changed; the outbox still has
      * it for whoever leads next */
     free(s->notifier);
@@ -851,7 +897,7 @@ static void on_sent(void *arg, int status, const char *error) {
       pm_info("alerts: notifier %s delivers again (event %" PRId64 ")",
               s->notifier, s->event_id);
     nt->rl.last_us = 0;
-    a_queue(a, "recording a delivery", DELIVERED_SQL, 2, p, on_marked, NULL);
+    queue_mark(a, nt, DELIVERED_SQL, 2, p, s->event_id);
   } else {
     int64_t wait = backoff_us(s->attempts + 1);
     int give_up = s->age_us >= nt->give_up_us;
@@ -868,7 +914,7 @@ static void on_sent(void *arg, int status, const char *error) {
               sup ? " (further failures of this notifier not logged)" : "");
     }
     nt->wait_us = mono_us() + wait;
-    mark_failed(a, s->notifier, s->event_id, s->attempts, error, wait, give_up);
+    mark_failed(a, nt, s->notifier, s->event_id, error, wait, give_up);
     if (!uv_is_active((uv_handle_t *)&a->outbox_timer) ||
         uv_timer_get_due_in(&a->outbox_timer) > (uint64_t)(wait / 1000))
       uv_timer_start(&a->outbox_timer, on_outbox_timer,
@@ -892,7 +938,7 @@ static void outbox_row(pm_alerter_t *a, const PGresult *res, int i) {
   if (!nt) {
     if (age >= UNKNOWN_GIVE_UP_US) {
       a->st.abandoned++;
-      mark_failed(a, name, e.event_id, attempts,
+      mark_failed(a, NULL, name, e.event_id,
                   "no such notifier in the leader's config", RETRY_MAX_US, 1);
     } else if (pm_ratelimit_ok(&a->rl_unknown, mono_us(), &sup)) {
       pm_error("alerts: event %" PRId64 " is for notifier \"%s\", which this "

@@ -77,6 +77,19 @@ const pm_metric_decl_t pm_daemon_metrics[] = {
     {"portalmetricsd.emits_duplicate", PM_COUNT, "emits",
      "emits recognised by their idempotency key and counted once, per "
      "minute"},
+    {"portalmetricsd.alert_leader", PM_GAUGE, "1",
+     "1 while this daemon holds the alert leader lock"},
+    {"portalmetricsd.targets_refused", PM_GAUGE, "targets",
+     "this daemon's targets refused: another daemon defines them "
+     "differently"},
+    {"portalmetricsd.alert_events", PM_COUNT, "events",
+     "alert events recorded by this daemon as leader, per minute"},
+    {"portalmetricsd.alert_deliveries", PM_COUNT, "deliveries",
+     "alert events delivered by notifiers, per minute"},
+    {"portalmetricsd.alert_delivery_errors", PM_COUNT, "attempts",
+     "failed notifier attempts (retried with backoff), per minute"},
+    {"portalmetricsd.alert_deliveries_abandoned", PM_COUNT, "deliveries",
+     "deliveries given up after the notifier's give_up, per minute"},
     {NULL, 0, NULL, NULL}};
 
 const pm_metric_decl_t *pm_catalog_find(const pm_metric_decl_t *table,

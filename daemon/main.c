@@ -382,6 +382,7 @@ static int run_daemon(pm_plan_t *plan, const char *config_path) {
   uv_signal_start(&d.sighup, on_signal, SIGHUP);
 
   set_catalog(&d, plan);
+  pm_selfmetrics_set_alerter(d.self, d.alerter);
   pm_writer_start(d.writer);
   pm_alerter_start(d.alerter);
   pm_scheduler_apply(d.sched, plan);
@@ -561,7 +562,8 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   if (check) {
-    printf("%s: OK (%zu collectors)\n", config_path, plan->n);
+    printf("%s: OK (%zu collectors, %zu targets, %zu notifiers)\n", config_path,
+           plan->n, plan->cfg->n_targets, plan->cfg->n_notifiers);
     pm_plan_free(plan);
     pm_loader_free(loader);
     return 0;

@@ -15,6 +15,8 @@ struct pm_selfmetrics {
   pm_source_t src;
   pm_writer_stats_t rep; /* what was reported already */
   pm_spool_stats_t rep_spool;
+  pm_alerter_t *alerter; /* may be NULL */
+  pm_alerter_stats_t rep_alert;
   pm_host_ctx_t *ctx;
   unsigned ticks;
   void (*stop_cb)(void *);
@@ -30,7 +32,8 @@ static int64_t wall_us(void) {
 static void report(pm_selfmetrics_t *m) {
   pm_writer_stats_t st;
   pm_spool_stats_t sp = {0};
-  pm_sample_t smp[12];
+  pm_alerter_stats_t al = {0};
+  pm_sample_t smp[20];
   size_t n = 0;
   int64_t now = wall_us(), minute = now - now % (60 * INT64_C(1000000));
 
@@ -61,12 +64,25 @@ static void report(pm_selfmetrics_t *m) {
     COUNT("portalmetricsd.spool_fsync_failures", sp.fsync_failures,
           m->rep_spool.fsync_failures);
   }
+  if (m->alerter) {
+    pm_alerter_get_stats(m->alerter, &al);
+    GAUGE("portalmetricsd.alert_leader", al.leader);
+    GAUGE("portalmetricsd.targets_refused", al.refused_targets);
+    COUNT("portalmetricsd.alert_events", al.events, m->rep_alert.events);
+    COUNT("portalmetricsd.alert_deliveries", al.delivered,
+          m->rep_alert.delivered);
+    COUNT("portalmetricsd.alert_delivery_errors", al.delivery_errors,
+          m->rep_alert.delivery_errors);
+    COUNT("portalmetricsd.alert_deliveries_abandoned", al.abandoned,
+          m->rep_alert.abandoned);
+  }
 #undef GAUGE
 #undef COUNT
   /* A busy spool keeps the deltas for the next report. */
   if (pm_instance_emit_internal(m->inst, smp, n) == 0) {
     m->rep = st;
     m->rep_spool = sp;
+    m->rep_alert = al;
   }
 }
 
@@ -99,6 +115,10 @@ pm_selfmetrics_t *pm_selfmetrics_new(uv_loop_t *loop, pm_host_ctx_t *ctx,
   m->timer.data = m;
   uv_timer_start(&m->timer, on_timer, TICK_MS, TICK_MS);
   return m;
+}
+
+void pm_selfmetrics_set_alerter(pm_selfmetrics_t *m, pm_alerter_t *a) {
+  m->alerter = a;
 }
 
 static void on_closed(uv_handle_t *h) {

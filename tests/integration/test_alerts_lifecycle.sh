@@ -144,5 +144,10 @@ pm_wait_sql "SELECT count(*) > $n0 FROM portalmetrics.samples_v WHERE metric = '
 hook_mode 200
 pm_wait_sql "SELECT delivered_at IS NOT NULL FROM portalmetrics.alert_events WHERE event_id = $r2" 20 \
   || fail "not delivered once the webhook answers"
+# the daemon's own figures: leadership and deliveries
+pm_wait_sql "SELECT count(*) > 0 FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.alert_leader' AND value = 1" 15 \
+  || fail "no portalmetricsd.alert_leader = 1 sample"
 pm_stop "$DPID" 10
+[ "$(q "SELECT sum(value) > 0 FROM portalmetrics.samples_v WHERE metric = 'portalmetricsd.alert_delivery_errors'")" = t ] \
+  || fail "no portalmetricsd.alert_delivery_errors counted"
 echo "ok: pending -> firing -> resolved, NOTIFY, webhook, exec, log; restart while firing; 500 and hang retried"
