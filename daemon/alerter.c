@@ -138,7 +138,15 @@ static void ops_clear(pm_alerter_t *a) {
 static int a_queue_own(pm_alerter_t *a, const char *what, const char *sql,
                        int nparams, const char *const *params, op_cb cb,
                        void *arg, int own_arg) {
-  op_t *o = calloc(1, sizeof *o);
+  op_t *o;
+  if (!a->connected || a->closing) {
+    /* the connection went while a callback was still queueing: what it
+     * queued belongs to a session that is gone */
+    if (own_arg)
+      free(arg);
+    return PM_ESTOPPED;
+  }
+  o = calloc(1, sizeof *o);
   if (!o) {
     if (own_arg)
       free(arg);
@@ -731,9 +739,8 @@ static void eval_row(pm_alerter_t *a, const PGresult *res, int i) {
   p[15] = a->daemon_id;
   p[16] = PQgetvalue(res, i, C_NOTIFY);
   if (a_queue_own(a, "recording an alert state", STEP_SQL, 17, p, on_step, c,
-                  1) < 0) {
+                  1) == PM_ENOMEM)
     pm_error("alerts: target %s: out of memory recording its state", target);
-  }
   free(evjson);
 }
 

@@ -919,7 +919,7 @@ static json_t *goal_json(const pm_target_conf_t *t) {
 
 /* pm_target_conf_t.definition: see config.h. Labels are an object and
  * notify is sorted, as both are sets. */
-static char *definition(const pm_target_conf_t *t, const char *timezone) {
+static char *definition(const pm_target_conf_t *t, const char *tz) {
   json_t *o = json_object(), *labels = json_object(), *notify = json_array();
   char **sorted = NULL, *out = NULL;
   int bad = !o || !labels || !notify;
@@ -956,7 +956,7 @@ static char *definition(const pm_target_conf_t *t, const char *timezone) {
   bad |=
       json_object_set_new(o, "format", json_string(formats[!t->percent])) != 0;
   bad |= json_object_set_new(o, "notify", notify) != 0;
-  bad |= json_object_set_new(o, "timezone", json_string(timezone)) != 0;
+  bad |= json_object_set_new(o, "timezone", json_string(tz)) != 0;
   if (!bad)
     out =
         json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17));

@@ -730,8 +730,8 @@ static void test_definition_canonical(void **state) {
       "metric = \"m.a\";",
       "per = \"m.b\";",
       "labels = { a = \"1\"; b = \"2\"; };",
-      "goal = { start = \"2026-09-01\"; start_value = 0.1;"
-      " due = \"2027-06-30\"; value = 0.6; };",
+      ("goal = { start = \"2026-09-01\"; start_value = 0.1;"
+       " due = \"2027-06-30\"; value = 0.6; };"),
       "tolerance = 0.02;",
       "for = \"2d\";",
       "clear_for = \"1d\";",
