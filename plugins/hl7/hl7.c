@@ -220,6 +220,31 @@ static int is_loopback(const char *host) {
          strcmp(host, "::1") == 0;
 }
 
+/* The metrics a rule may count: the canonical ones (DESIGN.md), which
+ * the daemon declares itself; anything else it would refuse at emit. */
+static int canonical(const char *metric) {
+  static const char *const names[] = {"portal.patients_enrolled",
+                                      "portal.patients_used",
+                                      "portal.messages_sent",
+                                      "portal.secure_messages_sent",
+                                      "portal.secure_messages_received",
+                                      "portal.lab_reports_sent",
+                                      "portal.lab_reports_viewed",
+                                      "portal.appointments_requested",
+                                      "portal.appointments_canceled",
+                                      "clinic.patients_seen",
+                                      "portal.invitations_sent",
+                                      "portal.accounts_activated",
+                                      "portal.appointments_noshow",
+                                      "clinic.patients_registered"};
+  if (!metric || !metric[0])
+    return 1;
+  for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+    if (strcmp(metric, names[i]) == 0)
+      return 1;
+  return 0;
+}
+
 static int read_settings(hl7_t *h) {
   const pm_host_t *H = h->host;
   const pm_setting_t *root = H->settings(h->inst), *n;
@@ -308,6 +333,14 @@ static int read_settings(hl7_t *h) {
     const pm_setting_t *g = H->setting_at(n, i);
     int rc = hl7_map_set(&h->map, str(h, g, "type"), str(h, g, "trigger"),
                          str(h, g, "metric"), str(h, g, "result_status"));
+    if (rc == 0 && !canonical(str(h, g, "metric"))) {
+      H->log(h->inst, PM_LOG_ERROR,
+             "settings.map.[%zu].metric: \"%s\" is not a canonical portal "
+             "metric (the daemon would refuse its samples); see the README's "
+             "list, or \"\" to count nothing",
+             i, str(h, g, "metric"));
+      return PM_ECONFIG;
+    }
     if (rc == -1)
       return PM_ENOMEM;
     if (rc < 0) {
