@@ -9,6 +9,7 @@
  * leaves the parser, so nothing else can reach a log, a sample or a file.
  */
 #include <arpa/inet.h>
+#include <openssl/sha.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 #include "hl7_int.h"
 
 #define DAY_US (INT64_C(86400) * 1000000)
-#define REPORT_MS 10000
+#define REPORT_MS 1000 /* retries error counts a full spool refused */
 
 static const pm_metric_decl_t hl7_metrics[] = {
     {"hl7.messages", PM_COUNT, "messages",
@@ -451,14 +452,22 @@ int hl7_emit_message(hl7_t *h, const hl7_msg_t *m, int64_t received_us,
   /* a retransmission (same sender and control id) is counted once */
   klen = snprintf(key, sizeof key, "%s|%s|%s", m->sending_app,
                   m->sending_facility, m->control_id);
-  if (klen > 256)
-    klen = 256; /* the host's limit; control ids are short in practice */
+  if (klen > 256) {
+    /* past the host's limit: a digest of the whole key, so the control id
+     * never falls off the end */
+    unsigned char d[32];
+    SHA256((const unsigned char *)key, (size_t)klen, d);
+    klen = snprintf(key, sizeof key, "sha256:");
+    for (int i = 0; i < 32; i++)
+      klen += snprintf(key + klen, sizeof key - (size_t)klen, "%02x", d[i]);
+  }
   o.idem_key = key;
   o.idem_key_len = (size_t)klen;
   return h->host->emit(h->inst, smp, n, &o);
 }
 
-/* The error counts, every 10 s and at stop, as hl7.errors{reason}. */
+/* The error counts as hl7.errors{reason}: at once, retried every second
+ * while the spool refuses them. */
 static void report_errors(hl7_t *h) {
   pm_sample_t smp[R_N];
   pm_label_t lab[R_N];

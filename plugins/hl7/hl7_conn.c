@@ -41,9 +41,12 @@ struct hl7_conn {
   msg_t *head, *tail;
   size_t inflight;
   int closing, paused, timer_frame;
-  int handles; /* open handles */
-  char *rbuf;  /* read buffer (TLS: ciphertext) */
-  char *pbuf;  /* TLS plaintext */
+  int stop_reading;      /* a close is queued behind pending ACKs */
+  uint64_t frames;       /* frames seen: a new one gets a new deadline */
+  uint64_t armed_frames; /* frames when the frame timer was armed */
+  int handles;           /* open handles */
+  char *rbuf;            /* read buffer (TLS: ciphertext) */
+  char *pbuf;            /* TLS plaintext */
 };
 
 static void conn_close(hl7_conn_t *c, const char *why);
@@ -143,10 +146,19 @@ static void conn_arm(hl7_conn_t *c) {
   int64_t us;
   if (c->closing)
     return;
-  if (hl7_framer_in_frame(&c->fr)) {
-    if (c->timer_frame && uv_is_active((uv_handle_t *)&c->timer))
-      return; /* the frame's deadline runs from its start */
+  if (c->paused || c->stop_reading) {
+    /* not reading: the wait is ours, not the sender's */
+    uv_timer_stop(&c->timer);
+    return;
+  }
+  if (hl7_framer_in_frame(&c->fr) ||
+      (c->tls && !hl7_tls_handshake_done(c->tls))) {
+    /* each message (and the handshake) gets frame_timeout from its start */
+    if (c->timer_frame && uv_is_active((uv_handle_t *)&c->timer) &&
+        c->armed_frames == c->frames)
+      return;
     c->timer_frame = 1;
+    c->armed_frames = c->frames;
     us = c->h->frame_timeout_us;
   } else if (c->inflight == 0) {
     c->timer_frame = 0;
@@ -246,7 +258,8 @@ static void conn_flush(hl7_conn_t *c) {
     }
     msg_free(m);
   }
-  if (c->paused && c->inflight < c->h->max_in_flight && !c->closing) {
+  if (c->paused && c->inflight < c->h->max_in_flight && !c->closing &&
+      !c->stop_reading) {
     c->paused = 0;
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   }
@@ -297,9 +310,9 @@ static int on_message(hl7_conn_t *c, const char *data, size_t len) {
   if (strncmp(m->m.version, "2.", 2) != 0) {
     hl7_count_error(h, R_VERSION);
     hl7_log_limited(h, PM_LOG_WARNING,
-                    "connection %" PRIu64 " (%s): message \"%s\": HL7 "
-                    "version \"%s\" is not 2.x; AR sent",
-                    c->id, c->peer, m->m.control_id, m->m.version);
+                    "connection %" PRIu64 " (%s): message \"%s\": its HL7 "
+                    "version (MSH-12) is not 2.x; AR sent",
+                    c->id, c->peer, m->m.control_id);
     enqueue(c, m);
     if (msg_ack(c, m, HL7_ACK_REJECT, HL7_ERR_UNSUPPORTED_VERSION,
                 "unsupported version: this listener speaks HL7 v2.x") != 0)
@@ -337,8 +350,14 @@ static int on_message(hl7_conn_t *c, const char *data, size_t len) {
                 "the message could not be counted") != 0)
       m->state = M_CLOSE;
   }
+  if (m->state == M_CLOSE && !c->closing) {
+    /* the connection ends at this message: read nothing more, whose ACK
+     * could never be sent */
+    c->stop_reading = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+  }
   conn_flush(c);
-  return c->closing;
+  return c->closing || c->stop_reading;
 }
 
 static int on_frame(void *arg, hl7_frame_event_t ev, const char *data,
@@ -346,6 +365,7 @@ static int on_frame(void *arg, hl7_frame_event_t ev, const char *data,
   hl7_conn_t *c = arg;
   switch (ev) {
   case HL7_FRAME:
+    c->frames++;
     return on_message(c, data, len);
   case HL7_JUNK:
     hl7_count_error(c->h, R_JUNK);

@@ -26,6 +26,7 @@ hl7_counts() {
             coalesce(s.labels->>'trigger', ''), x.value::bigint
      FROM portalmetrics.samples x JOIN portalmetrics.series s ON s.id = x.series_id
      WHERE s.labels->>'collector' = 'feed' AND s.metric <> 'hl7.errors'
+       AND s.metric NOT LIKE 'portalmetricsd.%'
      ORDER BY 1, 2, 3, 4, 5" | tr '|' '\t' | LC_ALL=C sort
 }
 

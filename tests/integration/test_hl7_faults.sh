@@ -63,6 +63,24 @@ $RAW 127.0.0.1 "$HL7_PORT" --slow 200 --send-str "<VT>$MSG<FS><CR>" --timeout 30
 grep -q "closed-by=server" "$T/r6.out" || fail "slow sender not cut off: $(tail -2 "$T/r6.out")"
 [ $((SECONDS - t0)) -le 8 ] || fail "slow sender cut off after $((SECONDS - t0)) s, frame_timeout is 2 s"
 
+# each message gets frame_timeout from its own start: three messages of
+# about 1.5 s each (one byte every 10 ms) on one connection, all AA
+M1=${MSG//CTL-OK-1/CTL-SLOW-1}; M2=${MSG//CTL-OK-1/CTL-SLOW-2}; M3=${MSG//CTL-OK-1/CTL-SLOW-3}
+$RAW 127.0.0.1 "$HL7_PORT" --slow 10 --send-str "<VT>$M1<FS><CR><VT>$M2<FS><CR><VT>$M3<FS><CR>" \
+  --expect-frames 3 --timeout 30 >"$T/r6b.out" || fail "raw.js slow but steady"
+grep -q "ack 3: MSA-1=AA MSA-2=CTL-SLOW-3" "$T/r6b.out" || fail "a steady sender was cut off: $(tail -3 "$T/r6b.out")"
+
+# a long sending application and facility: the key is a digest, and two
+# control ids stay two messages
+long_app=$(head -c 190 /dev/zero | tr '\0' 'A')
+L1="MSH|^~\\&|$long_app|LONGFACILITY$(head -c 50 /dev/zero | tr '\0' 'F')|PM|PM|20261125120000||ADT^A04|LONG-1|P|2.5<CR>"
+L2=${L1//LONG-1/LONG-2}
+$RAW 127.0.0.1 "$HL7_PORT" --send-str "<VT>$L1<FS><CR><VT>$L2<FS><CR>" --expect-frames 2 --timeout 10 >"$T/r6c.out" \
+  || fail "raw.js long key"
+grep -q "ack 2: MSA-1=AA MSA-2=LONG-2" "$T/r6c.out" || fail "long key: $(tail -3 "$T/r6c.out")"
+pm_wait_sql "SELECT coalesce(sum(value), 0) = 2 FROM portalmetrics.samples_v WHERE metric = 'clinic.patients_registered' AND labels->>'facility' LIKE 'LONGFACILITY%'" 10 \
+  || fail "two messages with a long key counted as $(q "SELECT sum(value) FROM portalmetrics.samples_v WHERE metric = 'clinic.patients_registered' AND labels->>'facility' LIKE 'LONGFACILITY%'")"
+
 # closed in the middle of a frame
 $RAW 127.0.0.1 "$HL7_PORT" --send-str "<VT>MSH|^~\\\\&|EPIC|NORTH" --end --timeout 5 >"$T/r7.out" || fail "raw.js mid-frame"
 
