@@ -126,7 +126,7 @@ typedef struct pm_config {
   /* spool */
   uint64_t spool_max_size;       /* default 2GiB */
   uint64_t spool_segment_size;   /* default max_size/8, at most 64MiB */
-  int64_t spool_commit_delay_us; /* group commit's bounded delay; 2ms */
+  int64_t spool_commit_delay_us; /* group commit's bounded delay; 0: none */
   int64_t dedup_window_us;       /* idempotency keys remembered; 7d */
 
   pm_collector_conf_t *collectors;

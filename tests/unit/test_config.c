@@ -244,7 +244,7 @@ static void test_defaults(void **state) {
   assert_int_equal(cfg->drain_timeout_us, 10 * S);
   assert_int_equal(cfg->spool_max_size, UINT64_C(2) << 30);
   assert_int_equal(cfg->spool_segment_size, UINT64_C(64) << 20);
-  assert_int_equal(cfg->spool_commit_delay_us, 2000);
+  assert_int_equal(cfg->spool_commit_delay_us, 0);
   assert_int_equal(cfg->dedup_window_us, 7 * 86400 * S);
   assert_int_equal(cfg->n_collectors, 0);
   assert_int_equal(cfg->alerts_interval_us, 30 * S);
