@@ -57,18 +57,6 @@ static void at_str(int64_t us, char *buf, size_t len) {
            (int)(rem / 1000000 % 60), (int)(rem % 1000000));
 }
 
-static const char *status_name(pm_target_status_t s) {
-  switch (s) {
-  case PM_STATUS_ON_TRACK:
-    return "on_track";
-  case PM_STATUS_BEHIND:
-    return "behind";
-  case PM_STATUS_NODATA:
-    return "nodata";
-  }
-  return NULL;
-}
-
 /* Building the object: the first failure is remembered, so the caller
  * checks once at the end instead of after every key. */
 typedef struct body {
@@ -117,7 +105,7 @@ static void put_head(body_t *b, const pm_alert_event_t *e) {
   put_str(b, "severity", e->severity);
   at_str(e->at_us, s, sizeof(s));
   put(b, "at", json_string(s));
-  put_str(b, "status", status_name(e->status));
+  put_str(b, "status", pm_target_status_name(e->status));
 }
 
 static void put_values(body_t *b, const pm_alert_event_t *e) {

@@ -206,6 +206,25 @@ int pm_alert_state_parse(const char *name) {
   return -1;
 }
 
+const char *pm_target_status_name(pm_target_status_t s) {
+  switch (s) {
+  case PM_STATUS_ON_TRACK:
+    return "on_track";
+  case PM_STATUS_BEHIND:
+    return "behind";
+  case PM_STATUS_NODATA:
+    return "nodata";
+  }
+  return "unknown";
+}
+
+int pm_target_status_parse(const char *name) {
+  for (int s = PM_STATUS_ON_TRACK; s <= PM_STATUS_NODATA; s++)
+    if (name && strcmp(name, pm_target_status_name(s)) == 0)
+      return s;
+  return -1;
+}
+
 const char *pm_alert_ev_kind_name(pm_alert_ev_kind_t k) {
   if ((unsigned)k >= N_KINDS)
     return "unknown";

@@ -98,6 +98,10 @@ int pm_alert_step(pm_alert_mem_t *m, const pm_alert_rules_t *r,
  * unknown name. */
 const char *pm_alert_state_name(pm_alert_state_t s);
 int pm_alert_state_parse(const char *name);
+/* target_status.status: "on_track", "behind", "nodata"; parse returns -1
+ * for an unknown name. */
+const char *pm_target_status_name(pm_target_status_t s);
+int pm_target_status_parse(const char *name);
 /* "state", "late", "late_cleared", "repeat" */
 const char *pm_alert_ev_kind_name(pm_alert_ev_kind_t k);
 

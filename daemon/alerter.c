@@ -599,18 +599,10 @@ static int val_real(const PGresult *res, int row, int col, double *out) {
   return 1;
 }
 
-static int status_of(const char *s) {
-  if (s && strcmp(s, "behind") == 0)
-    return PM_STATUS_BEHIND;
-  if (s && strcmp(s, "on_track") == 0)
-    return PM_STATUS_ON_TRACK;
-  return PM_STATUS_NODATA;
-}
-
-static const char *status_name(pm_target_status_t s) {
-  return s == PM_STATUS_BEHIND     ? "behind"
-         : s == PM_STATUS_ON_TRACK ? "on_track"
-                                   : "nodata";
+/* An unknown status is judged as nodata: nothing to judge it by. */
+static pm_target_status_t status_of(const char *s) {
+  int st = pm_target_status_parse(s);
+  return st < 0 ? PM_STATUS_NODATA : (pm_target_status_t)st;
 }
 
 static void num_param(char *buf, size_t len, int has, double v) {
@@ -731,7 +723,7 @@ static void eval_row(pm_alerter_t *a, const PGresult *res, int i) {
   p[7] = s_ver;
   p[8] = evjson;
   p[9] = e.severity;
-  p[10] = status_name(obs.status);
+  p[10] = pm_target_status_name(obs.status);
   p[11] = e.has_actual ? s_actual : NULL;
   p[12] = e.has_expected ? s_expected : NULL;
   p[13] = e.projected_day != PM_ALERT_NO_DAY ? s_proj : NULL;

@@ -67,18 +67,6 @@ static void ex_free(pm_notifier_t *n) {
 /* ------------------------------------------------------------------ */
 /* the environment */
 
-static const char *ex_status_name(pm_target_status_t s) {
-  switch (s) {
-  case PM_STATUS_ON_TRACK:
-    return "on_track";
-  case PM_STATUS_BEHIND:
-    return "behind";
-  case PM_STATUS_NODATA:
-    return "nodata";
-  }
-  return "unknown";
-}
-
 /* The shortest text that reads back as v; "" when unknown. */
 static void ex_number(char *buf, size_t len, int known, double v) {
   if (!known || !isfinite(v)) {
@@ -114,7 +102,7 @@ static int ex_env(ex_send_t *s, const pm_alert_event_t *e) {
   ENV("PM_FROM=%s", pm_alert_state_name(e->from));
   ENV("PM_TO=%s", pm_alert_state_name(e->to));
   ENV("PM_SEVERITY=%s", S(e->severity));
-  ENV("PM_STATUS=%s", ex_status_name(e->status));
+  ENV("PM_STATUS=%s", pm_target_status_name(e->status));
   ENV("PM_ACTUAL=%s", actual);
   ENV("PM_EXPECTED=%s", expected);
   ENV("PM_MESSAGE=%s", S(e->message));
