@@ -127,9 +127,8 @@ static void put_values(body_t *b, const pm_alert_event_t *e) {
   put(b, "days_late", has_days ? json_integer(e->days_late) : json_null());
 }
 
-char *pm_alert_event_json(const pm_alert_event_t *e) {
+json_t *pm_alert_event_object(const pm_alert_event_t *e) {
   body_t b = {json_object(), 0};
-  char *text;
 
   if (!b.o)
     return NULL;
@@ -138,8 +137,16 @@ char *pm_alert_event_json(const pm_alert_event_t *e) {
   put_values(&b, e);
   put_str(&b, "message", e->message);
   put_str(&b, "daemon", e->daemon);
-  text =
-      b.failed ? NULL : json_dumps(b.o, JSON_COMPACT | JSON_REAL_PRECISION(17));
-  json_decref(b.o);
+  if (b.failed) {
+    json_decref(b.o);
+    return NULL;
+  }
+  return b.o;
+}
+
+char *pm_alert_event_json(const pm_alert_event_t *e) {
+  json_t *o = pm_alert_event_object(e);
+  char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+  json_decref(o);
   return text;
 }

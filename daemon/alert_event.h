@@ -21,6 +21,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <jansson.h>
 #include "alert_fsm.h"
 
 typedef struct pm_alert_event {
@@ -51,6 +52,9 @@ typedef struct pm_alert_event {
 /* The JSON body above, compact, malloc'd (caller frees); NULL when out of
  * memory. */
 char *pm_alert_event_json(const pm_alert_event_t *e);
+/* The same as a jansson object (one reference, the caller's), for a
+ * caller that embeds it in a larger document; NULL when out of memory. */
+json_t *pm_alert_event_object(const pm_alert_event_t *e);
 
 /* "YYYY-MM-DD" of a day number; buf at least 11 bytes. */
 void pm_alert_day_str(int32_t day, char *buf, size_t len);

@@ -554,7 +554,6 @@ static const char STEP_SQL[] =
 
 typedef struct step_ctx {
   char target[128];
-  int nev;
 } step_ctx_t;
 
 static void on_step(pm_alerter_t *a, const pm_pg_result_t *r, void *arg) {
@@ -668,7 +667,6 @@ static void eval_row(pm_alerter_t *a, const PGresult *res, int i) {
   arr = json_array();
   for (int k = 0; arr && k < nev; k++) {
     char msg[1024];
-    char *body;
     json_t *o, *b;
     e.kind = ev[k].kind;
     e.from = ev[k].from;
@@ -676,14 +674,13 @@ static void eval_row(pm_alerter_t *a, const PGresult *res, int i) {
     e.message = NULL;
     pm_alert_message(&e, msg, sizeof msg);
     e.message = msg;
-    body = pm_alert_event_json(&e);
-    b = body ? json_loads(body, 0, NULL) : NULL;
-    free(body);
+    b = pm_alert_event_object(&e);
+    /* "o" steals b, also when the pack fails; a NULL b fails it */
     o = json_pack("{s:s, s:s, s:s, s:b, s:s, s:o}", "kind",
                   pm_alert_ev_kind_name(ev[k].kind), "from_state",
                   pm_alert_state_name(ev[k].from), "to_state",
                   pm_alert_state_name(ev[k].to), "notify", ev[k].notify,
-                  "message", msg, "body", b ? b : json_object());
+                  "message", msg, "body", b);
     if (!o || json_array_append_new(arr, o) < 0) {
       json_decref(arr);
       arr = NULL;
@@ -703,7 +700,6 @@ static void eval_row(pm_alerter_t *a, const PGresult *res, int i) {
     return;
   }
   snprintf(c->target, sizeof c->target, "%s", target);
-  c->nev = nev;
   snprintf(s_since, sizeof s_since, "%" PRId64, m.since_us);
   snprintf(s_cond, sizeof s_cond, "%" PRId64, m.cond_us);
   snprintf(s_late_cond, sizeof s_late_cond, "%" PRId64, m.late_cond_us);
