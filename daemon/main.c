@@ -24,6 +24,7 @@
 #include "loader.h"
 #include "log.h"
 #include "notifier.h"
+#include "check.h"
 #include "once.h"
 #include "plan.h"
 #include "pool.h"
@@ -562,6 +563,16 @@ int main(int argc, char **argv) {
     return EXIT_USAGE;
   }
   if (check) {
+    size_t refused = pm_check_create(plan);
+    if (refused > 0) {
+      fprintf(stderr,
+              "portalmetricsd: %s: %zu collector(s) refused by their "
+              "plugin (see above)\n",
+              config_path, refused);
+      pm_plan_free(plan);
+      pm_loader_free(loader);
+      return EXIT_USAGE;
+    }
     printf("%s: OK (%zu collectors, %zu targets, %zu notifiers)\n", config_path,
            plan->n, plan->cfg->n_targets, plan->cfg->n_notifiers);
     pm_plan_free(plan);

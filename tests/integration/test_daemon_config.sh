@@ -51,4 +51,18 @@ chmod o+w "$T/plugins/testpoll.so"
 rc=0; "$PMD" -c "$T/ok.conf" --check-config >"$T/out.log" 2>&1 || rc=$?
 [ "$rc" = 2 ] || fail "world-writable plugin accepted"
 chmod o-w "$T/plugins/testpoll.so"
+# --check-config also makes each collector's instance, so a value only the
+# plugin can judge (a query's metric, here) is refused before a start.
+pm_plugins fhir
+pm_conf "$T/plugin_refuses.conf" <<'CONF'
+collectors = ( { name = "ehr"; plugin = "fhir";
+  settings = { base_url = "http://127.0.0.1:9/fhir/R4";
+    queries = ( { metric = "portal.no_such_metric"; resource = "Patient"; } ); }; } );
+CONF
+rc=0; "$PMD" -c "$T/plugin_refuses.conf" --check-config >"$T/out.log" 2>&1 || rc=$?
+[ "$rc" = 2 ] || fail "plugin_refuses: exit $rc, want 2: $(cat "$T/out.log")"
+grep -q 'settings.queries.\[0\].metric: "portal.no_such_metric" is not a canonical metric' "$T/out.log" \
+  || fail "plugin_refuses: the plugin's reason is missing: $(cat "$T/out.log")"
+grep -q 'plugin_refuses.conf: 1 collector(s) refused by their plugin' "$T/out.log" \
+  || fail "plugin_refuses: no summary: $(cat "$T/out.log")"
 echo "config: OK"

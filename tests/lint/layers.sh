@@ -8,7 +8,7 @@
 #   layer 1  writer and spool: queue, writer, writer_schema, pg_conn, spool*,
 #            curl_loop, notifier, notify (notify_int.h), notify_*, alerter
 #   layer 2  scheduler and loader: scheduler, loader, host, plan, pool
-#   layer 3  main, once
+#   layer 3  main, once, check
 #
 # Rules:
 #   - daemon/X.c and daemon/X.h may include only headers of X's layer or
@@ -37,7 +37,7 @@ layer_of() {
     notifier | notify | notify_* | alerter)
     echo 1 ;;
   scheduler | loader | host | plan | pool) echo 2 ;;
-  main | once | selfmetrics) echo 3 ;;
+  main | once | check | selfmetrics) echo 3 ;;
   *) echo "" ;;
   esac
 }
