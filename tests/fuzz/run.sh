@@ -15,7 +15,7 @@ build=$1
 secs=$2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 harnesses=(fuzz_config fuzz_settings fuzz_units fuzz_spool fuzz_hl7_frame
-  fuzz_hl7_msg fuzz_fhir_bundle)
+  fuzz_hl7_msg fuzz_fhir_bundle fuzz_fhir_caps fuzz_fhir_token)
 
 # Known leaks of libraries we cannot fix (see lsan.supp).
 export LSAN_OPTIONS="suppressions=$here/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
