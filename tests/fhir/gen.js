@@ -17,19 +17,24 @@
 //
 // TRUTH.json: { generated: {seed, now, tz, days: [...]},
 //               queries: [ {metric, resource, params, date_param, classify?,
+//                           classify_path?, class?,
 //                           kind: 'gauge'|'daily', total? , days?: {day: n}} ] }
 // computed here from the data directly (not through any FHIR server).
-// The default query set (the plugin's planned defaults; see SUPPORT.md for
-// what the medplum in-memory server can filter itself):
+// A classified query carries `classify` ({element, type}, used by
+// selftest.js) and the same in the plugin's config form: `classify_path`
+// (its `classify` setting, e.g. "sender.reference", "recipient[].reference")
+// and `class` ("Patient"; "!Patient" = any other).
+// The default query set (the plugin's defaults, plugins/fhir/fhir_conf.c; see
+// SUPPORT.md for what the medplum in-memory server can filter itself):
 //   portal.patients_enrolled      Patient  identifier=PORTAL_SYSTEM|         gauge
+//   portal.secure_messages_sent   Communication status=completed, by sent,
+//                                 classify sender.reference: Patient (sent by patients)
 //   portal.messages_sent          Communication status=completed, by sent,
-//                                 classify sender: Patient   (sent by patients)
-//   portal.messages_received      Communication status=completed, by sent,
-//                                 classify recipient: Patient (sent to patients)
+//                                 classify recipient[].reference: Patient (sent to patients)
 //   portal.lab_reports_sent       DiagnosticReport category=LAB&status=final,amended,corrected, by issued
 //   portal.appointments_requested Appointment (any status), by _lastUpdated
 //   portal.appointments_canceled  Appointment status=cancelled, by _lastUpdated
-//   portal.no_shows               Appointment status=noshow, by date (Appointment.start)
+//   portal.appointments_noshow    Appointment status=noshow, by date (Appointment.start)
 // and extra queries for custom-query and caveat tests (names prefixed "x.").
 'use strict';
 
@@ -248,11 +253,11 @@ function generate({ tz: zone, now: nowArg, seed, scale }) {
   const LABOK = new Set(['final', 'amended', 'corrected']);
   const q = [];
   q.push({ metric: 'portal.patients_enrolled', kind: 'gauge', resource: 'Patient', params: `identifier=${PORTAL_SYSTEM}|`, total: enrolled });
-  q.push({ metric: 'portal.messages_sent', kind: 'daily', resource: 'Communication', params: 'status=completed', date_param: 'sent',
-    classify: { element: 'sender', type: 'Patient' },
+  q.push({ metric: 'portal.secure_messages_sent', kind: 'daily', resource: 'Communication', params: 'status=completed', date_param: 'sent',
+    classify: { element: 'sender', type: 'Patient' }, classify_path: 'sender.reference', class: 'Patient',
     days: inDays(truthRows.comm, (r) => r.status === 'completed' && r.senderType === 'Patient', 'sentMs') });
-  q.push({ metric: 'portal.messages_received', kind: 'daily', resource: 'Communication', params: 'status=completed', date_param: 'sent',
-    classify: { element: 'recipient', type: 'Patient' },
+  q.push({ metric: 'portal.messages_sent', kind: 'daily', resource: 'Communication', params: 'status=completed', date_param: 'sent',
+    classify: { element: 'recipient', type: 'Patient' }, classify_path: 'recipient[].reference', class: 'Patient',
     days: inDays(truthRows.comm, (r) => r.status === 'completed' && r.recipientTypes.includes('Patient'), 'sentMs') });
   q.push({ metric: 'portal.lab_reports_sent', kind: 'daily', resource: 'DiagnosticReport', params: 'category=LAB&status=final,amended,corrected', date_param: 'issued',
     days: inDays(truthRows.dr, (r) => r.cat === 'LAB' && LABOK.has(r.status), 'issuedMs') });
@@ -260,14 +265,14 @@ function generate({ tz: zone, now: nowArg, seed, scale }) {
     days: inDays(truthRows.appt, () => true, 'lastUpdatedMs') });
   q.push({ metric: 'portal.appointments_canceled', kind: 'daily', resource: 'Appointment', params: 'status=cancelled', date_param: '_lastUpdated',
     days: inDays(truthRows.appt, (r) => r.status === 'cancelled', 'lastUpdatedMs') });
-  q.push({ metric: 'portal.no_shows', kind: 'daily', resource: 'Appointment', params: 'status=noshow', date_param: 'date',
+  q.push({ metric: 'portal.appointments_noshow', kind: 'daily', resource: 'Appointment', params: 'status=noshow', date_param: 'date',
     days: inDays(truthRows.appt, (r) => r.status === 'noshow', 'startMs') });
   // extra queries: custom-query tests and the _lastUpdated caveat
   q.push({ metric: 'x.patients_enrolled_by_tag', kind: 'gauge', resource: 'Patient', params: `_tag=${PORTAL_TAG_SYSTEM}|portal-enrolled`, total: enrolled });
   q.push({ metric: 'x.messages_all_completed', kind: 'daily', resource: 'Communication', params: 'status=completed', date_param: 'sent',
     days: inDays(truthRows.comm, (r) => r.status === 'completed', 'sentMs') });
   q.push({ metric: 'x.messages_not_by_patient', kind: 'daily', resource: 'Communication', params: 'status=completed', date_param: 'sent',
-    classify: { element: 'sender', type: '!Patient' },
+    classify: { element: 'sender', type: '!Patient' }, classify_path: 'sender.reference', class: '!Patient',
     days: inDays(truthRows.comm, (r) => r.status === 'completed' && r.senderType !== 'Patient', 'sentMs') });
   q.push({ metric: 'x.lab_reports_sent_coded', kind: 'daily', resource: 'DiagnosticReport', params: `category=${V2_0074}|LAB&status=final,amended,corrected`, date_param: 'issued',
     days: inDays(truthRows.dr, (r) => r.cat === 'LAB' && LABOK.has(r.status), 'issuedMs') });

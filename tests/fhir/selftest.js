@@ -145,6 +145,26 @@ async function run(origin, base, truth, keys, logFile) {
       return neg ? !types.includes(t) : types.includes(t);
     };
   };
+  // the same by the plugin's config form: classify_path ("sender.reference",
+  // "recipient[].reference": steps, "[]" = each element of an array) and
+  // class ("Patient", or "!Patient": none of the reached types is Patient)
+  const pathClassifier = (p, cls) => {
+    const neg = cls.startsWith('!');
+    const t = cls.replace(/^!/, '');
+    const steps = p.split('.').map((s) => ({ name: s.replace(/\[\]$/, ''), array: s.endsWith('[]') }));
+    return (res) => {
+      let vals = [res];
+      for (const st of steps) {
+        vals = vals.flatMap((v) => {
+          const x = v?.[st.name];
+          if (x === undefined || x === null) return [];
+          return st.array ? (Array.isArray(x) ? x : []) : (Array.isArray(x) ? [] : [x]);
+        });
+      }
+      const types = vals.filter((v) => typeof v === 'string').map((v) => v.split('/')[0]);
+      return neg ? !types.includes(t) : types.includes(t);
+    };
+  };
   const dateQ = (dp, day) => {
     const w = tz.dayWindow(day, truth.generated.tz);
     return `${dp}=ge${enc(w.ge)}&${dp}=lt${enc(w.lt)}`;
@@ -157,6 +177,12 @@ async function run(origin, base, truth, keys, logFile) {
   }
   check(!csParams('Appointment').has('created'), 'metadata does not list Appointment.created (no such R4 parameter)');
 
+  // ---- classified truth queries carry the plugin's config form ----
+  for (const q of truth.queries.filter((x) => x.classify || x.classify_path || x.class)) {
+    check(q.classify && typeof q.classify_path === 'string' && q.classify_path.split('.')[0].replace(/\[\]$/, '') === q.classify.element &&
+      q.class === q.classify.type, `${q.metric}: classify_path ${q.classify_path}, class ${q.class}`);
+  }
+
   // ---- every truth query, every day ----
   const days = truth.generated.days;
   for (const q of truth.queries) {
@@ -165,7 +191,7 @@ async function run(origin, base, truth, keys, logFile) {
       check(r.total === q.total, `${q.metric}: total ${r.total} vs truth ${q.total}`);
       continue;
     }
-    const cls = classifier(q.classify);
+    const cls = q.classify_path ? pathClassifier(q.classify_path, q.class) : classifier(q.classify);
     let mismatches = [];
     let sumGot = 0;
     let sumTruth = 0;
@@ -180,7 +206,7 @@ async function run(origin, base, truth, keys, logFile) {
     if (q.metric === 'x.appointments_requested_by_created') {
       check(sumGot === 0 && sumTruth > 0, `${q.metric}: server counts ${sumGot} (truth ${sumTruth}): "created" is not an R4 search parameter, silently zero`);
     } else {
-      check(mismatches.length === 0, `${q.metric} by ${q.date_param}${q.classify ? ` (classified ${q.classify.element}=${q.classify.type}, paged)` : ''}: ${days.length} days, sum ${sumGot} vs truth ${sumTruth}${mismatches.length ? `; ${mismatches.slice(0, 3).join('; ')}` : ''}`);
+      check(mismatches.length === 0, `${q.metric} by ${q.date_param}${q.classify ? ` (classified ${q.classify_path}=${q.class}, paged)` : ''}: ${days.length} days, sum ${sumGot} vs truth ${sumTruth}${mismatches.length ? `; ${mismatches.slice(0, 3).join('; ')}` : ''}`);
     }
   }
 
@@ -203,7 +229,7 @@ async function run(origin, base, truth, keys, logFile) {
     ['DiagnosticReport category=v2-0074|LAB', `DiagnosticReport?category=${enc('http://terminology.hl7.org/CodeSystem/v2-0074|LAB')}&status=final,amended,corrected&${all('issued')}`, sum('portal.lab_reports_sent')],
     ['Appointment status=cancelled _lastUpdated window', `Appointment?status=cancelled&${all('_lastUpdated')}`, sum('portal.appointments_canceled')],
     ['Appointment created window (not an R4 parameter)', `Appointment?${all('created')}`, 0],
-    ['Appointment status=noshow date window', `Appointment?status=noshow&${all('date')}`, sum('portal.no_shows')],
+    ['Appointment status=noshow date window', `Appointment?status=noshow&${all('date')}`, sum('portal.appointments_noshow')],
     ['Patient identifier=system|', `Patient?identifier=${enc(truth.generated.portal_identifier_system)}|`, T['portal.patients_enrolled'].total],
     ['Patient _tag=system|code', `Patient?_tag=${enc(truth.generated.portal_tag_system)}|portal-enrolled`, T['portal.patients_enrolled'].total],
     ['Patient extension (no SearchParameter): portal-account=true', `Patient?portal-account=true`, 0],
