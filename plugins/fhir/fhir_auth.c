@@ -30,6 +30,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "fhir_err.h"
 #include "fhir_query.h"
 #include "fhir_token.h"
 #include "portalmetrics/plugin.h"
@@ -77,22 +78,8 @@ struct fhir_auth {
   uint64_t minted, failures, discoveries;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0)
-    return;
-  size_t cap = errlen < FHIR_AUTH_ERR_MAX + 1 ? errlen : FHIR_AUTH_ERR_MAX + 1;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, cap, fmt, ap);
-  va_end(ap);
-  /* One printable line, whatever an argument held. */
-  for (char *c = err; *c; c++)
-    if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
-      *c = '?';
-}
+#define set_err(e, len, ...)                                                   \
+  fhir_err_set(e, len, FHIR_AUTH_ERR_MAX, __VA_ARGS__)
 
 static void count(uint64_t *c) {
   __atomic_fetch_add(c, 1, __ATOMIC_RELAXED);

@@ -2,6 +2,7 @@
  * A page of a FHIR search answer: see fhir_bundle.h.
  */
 #include "fhir_bundle.h"
+#include "fhir_err.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,22 +27,7 @@ typedef struct entry_classes {
   int found; /* reached anything at all */
 } entry_classes_t;
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0)
-    return;
-  size_t cap = errlen < FHIR_ERR_MAX + 1 ? errlen : FHIR_ERR_MAX + 1;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, cap, fmt, ap);
-  va_end(ap);
-  /* Only printable ASCII, whatever a format argument held. */
-  for (char *c = err; *c; c++)
-    if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
-      *c = '?';
-}
+#define set_err(e, len, ...) fhir_err_set(e, len, FHIR_ERR_MAX, __VA_ARGS__)
 
 /* s is [A-Z][A-Za-z]* (upper case first when upper, else any letter),
  * 1..FHIR_CLASS_NAME_MAX bytes. */

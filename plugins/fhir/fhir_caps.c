@@ -8,6 +8,7 @@
  * types and none with more than a few dozen search parameters.
  */
 #include "fhir_caps.h"
+#include "fhir_err.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -41,22 +42,8 @@ struct fhir_caps {
   caps_params_t rest_params;
 };
 
-static void set_msg(char *out, size_t outlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_msg(char *out, size_t outlen, const char *fmt, ...) {
-  if (!out || outlen == 0)
-    return;
-  size_t cap = outlen < FHIR_CAPS_ERR_MAX + 1 ? outlen : FHIR_CAPS_ERR_MAX + 1;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(out, cap, fmt, ap);
-  va_end(ap);
-  /* Only printable ASCII, whatever an argument held. */
-  for (char *c = out; *c; c++)
-    if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
-      *c = '?';
-}
+#define set_msg(e, len, ...)                                                   \
+  fhir_err_set(e, len, FHIR_CAPS_ERR_MAX, __VA_ARGS__)
 
 static int is_alpha(char c) {
   return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');

@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 
+#include "fhir_err.h"
 #include "fhir_query.h"
 
 #define URL_MAX 2048
@@ -19,22 +20,8 @@
 #define ERROR_CODE_MAX 64
 #define DESCRIPTION_MAX 150
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || errlen == 0)
-    return;
-  size_t cap =
-      errlen < FHIR_TOKEN_ERR_MAX + 1 ? errlen : FHIR_TOKEN_ERR_MAX + 1;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, cap, fmt, ap);
-  va_end(ap);
-  for (char *c = err; *c; c++)
-    if ((unsigned char)*c < 0x20 || (unsigned char)*c > 0x7e)
-      *c = '?';
-}
+#define set_err(e, len, ...)                                                   \
+  fhir_err_set(e, len, FHIR_TOKEN_ERR_MAX, __VA_ARGS__)
 
 /* n bytes of printable ASCII without spaces (what a URL or a token may
  * hold and still be safe in a header line or a log). */
