@@ -132,8 +132,8 @@ static void on_metadata(const fhir_http_result_t *r, void *arg) {
   fhir_t *f = m->f;
   const fhir_conf_t *c = &f->conf;
   if (r->code != FHIR_HTTP_OK) {
-    snprintf(m->err, sizeof(m->err), "%s (%s)", fhir_http_code_str(r->code),
-             r->detail);
+    snprintf(m->err, sizeof(m->err), "%s%s%s%s", fhir_http_code_str(r->code),
+             r->detail[0] ? " (" : "", r->detail, r->detail[0] ? ")" : "");
     return;
   }
   if (r->status != 200) {
@@ -393,7 +393,7 @@ static int collect(void *self, pm_instance_t *inst) {
   /* The run's outcome for the daemon's counters and backoff. */
   if (res.stopped)
     rc = PM_ETIMEOUT;
-  else if (res.auth_failed)
+  else if (res.auth_failed || (failed && res.errors[FHIR_R_AUTH]))
     rc = PM_EAUTH;
   else if (failed) {
     rc = PM_EPEER;

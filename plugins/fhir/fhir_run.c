@@ -161,6 +161,9 @@ static void submit(bucket_t *b, int64_t delay_us) {
   char *hdr = NULL;
   if (run->auth) {
     if (run->auth_dead) {
+      /* Counted against the query (its log line and episode), not again
+       * in fhir.errors: the one failure to get credentials was. */
+      run->out->q[b->qi].errors[FHIR_R_AUTH]++;
       bucket_fail(b, FHIR_R_AUTH);
       return;
     }
