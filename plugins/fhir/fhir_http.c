@@ -219,8 +219,11 @@ static int start(fhir_http_t *h, req_t *r) {
   curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
                    h->o.http2 ? (long)CURL_HTTP_VERSION_2TLS
                               : (long)CURL_HTTP_VERSION_1_1);
-  /* Wait for a multiplexed connection rather than open another one. */
-  if (h->o.http2)
+  /* Wait for a multiplexed connection rather than open another one, but
+   * only once the server has shown it multiplexes: before the first
+   * answer curl cannot know, and every request would wait on the first
+   * one (a hung first request would take the whole run with it). */
+  if (h->o.http2 && h->stats.http2_seen)
     curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
   if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
     return PM_ENOMEM;

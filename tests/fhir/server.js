@@ -30,21 +30,34 @@
 //   POST /auth/token                              SMART client_credentials (see token.js)
 //   GET  /control                                 state and counters (JSON): mode, remaining,
 //                                                 requests by disposition, inflight_max
-//   POST /control {"mode": M, "count": K, "retry_after": S, "delay_ms": N, "reset_stats": true}
+//   POST /control {"mode": M, "count": K, "retry_after": S, "delay_ms": N, "reset_stats": true,
+//                  "foreign_origin": URL, "big_bytes": B, "chunked": true|false}
 //        M: ok | 429 | 503 (Retry-After: S, default 1) | hang (never answers) |
 //           garbage (200, invalid JSON) | truncated (Content-Length of the full body,
 //           half of it sent, then the connection is closed) | outcome (400
-//           OperationOutcome) | nototal (searchsets without Bundle.total;
+//           OperationOutcome; its diagnostics hold a fake patient identifier,
+//           FAKE_PATIENT below, so a test can grep that a client never logs it) |
+//           nototal (searchsets without Bundle.total;
 //           _summary=count is ignored, so a client must page) | include (each
-//           search page gains an include and an outcome entry, not counted in total)
+//           search page gains an include and an outcome entry, not counted in total) |
+//           foreign_next (a searchset's link[next] points at foreign_origin,
+//           default the same listener under another name: http://localhost:PORT,
+//           or http://127.0.0.1:PORT when --host is localhost;
+//           everything else as ok) | big (200, the real searchset padded to at
+//           least big_bytes bytes, default 100000, with a Bundle.meta.tag display;
+//           chunked: sent in 1 KiB pieces without Content-Length, default false)
 //        K: the mode applies to the next K /fhir/R4 requests, then "ok" again;
 //           without count it stays until the next POST /control.
+//        S: seconds (a number), or a string sent verbatim (an HTTP-date, junk),
+//           or an array: the i-th 429/503 answer since this POST gets the i-th
+//           element (the last one repeats), e.g. [2, 10] for a per-request value.
 //        Faults never apply to /metadata, /.well-known/*, /auth/token, /control.
 //
 // Log (--log): one line per request at its arrival, tab-separated:
 //   <epoch ms> <METHOD> <path?query> <disposition>
 // disposition: ok | 429 | 503 | hang | garbage | truncated | outcome | nototal |
-// include | 401 | token:<status> | control | metadata.  No headers, no bodies.
+// include | foreign_next | big | 401 | token:<status> | control | metadata.
+// No headers, no bodies.
 //
 // The port file is written (atomically) once the server listens.  SIGTERM /
 // SIGINT exit at once (hung requests included).
@@ -61,6 +74,9 @@ const { TokenService } = require('./token');
 
 const FHIR_PREFIX = '/fhir/R4';
 const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+// The patient identifier put in fault OperationOutcomes' diagnostics (fake:
+// no data set has it): a client that logs diagnostics text leaks it.
+const FAKE_PATIENT = 'ZZFAKE-MRN-4711';
 
 function parseArgs(argv) {
   const a = { host: '127.0.0.1', port: 0, delayMs: 0, pageSize: 20, maxPageSize: 1000, paging: 'offset', smartKeys: [], tokenTtl: 300 };
@@ -109,16 +125,25 @@ function indexDefinitions() {
 // search parameter types the MemoryRepository matcher (core matchesSearchFilter) evaluates
 const MATCHABLE = new Set(['reference', 'string', 'uri', 'token', 'date']);
 
-function capabilityStatement(base, smart) {
+// The resource list is static, and reading profiles-resources.json costs
+// about half a second of CPU: build it once, not at every GET /metadata.
+let resourceCaps = null;
+function capabilityResources() {
+  if (resourceCaps) return resourceCaps;
   const sds = readJson('fhir/r4/profiles-resources.json').entry.map((e) => e.resource)
     .filter((sd) => sd?.resourceType === 'StructureDefinition' && sd.kind === 'resource' && !sd.abstract && sd.type !== 'Binary');
-  const resource = sds.map((sd) => {
+  resourceCaps = sds.map((sd) => {
     const params = Object.values(globalSchema.types[sd.type]?.searchParams ?? {})
       .filter((p) => MATCHABLE.has(p.type) && p.code !== '_compartment')
       .map((p) => ({ name: p.code, definition: p.url ?? `http://hl7.org/fhir/SearchParameter/Resource-${p.code.replace(/^_/, '')}`, type: p.type }))
       .sort((x, y) => x.name.localeCompare(y.name));
     return { type: sd.type, interaction: [{ code: 'read' }, { code: 'search-type' }], searchParam: params };
   });
+  return resourceCaps;
+}
+
+function capabilityStatement(base, smart) {
+  const resource = capabilityResources();
   const rest = {
     mode: 'server',
     documentation: 'medplum fhir-router 4.5.2 MemoryRepository: no chained or _has search, no number/quantity/composite/special parameters; an unknown parameter matches nothing (HTTP 200, total 0).',
@@ -157,7 +182,10 @@ async function start(args) {
   const basic = args.basicFile ? Buffer.from(fs.readFileSync(args.basicFile, 'utf8').trim()).toString('base64') : null;
   const authOn = !!(tokens || staticBearer || basic);
 
-  const st = { mode: 'ok', remaining: null, retryAfter: 1, delayMs: args.delayMs, stats: {}, inflight: 0, inflightMax: 0, total: 0 };
+  const st = {
+    mode: 'ok', remaining: null, retryAfter: 1, retryAfterN: 0, delayMs: args.delayMs, stats: {}, inflight: 0, inflightMax: 0, total: 0,
+    foreignOrigin: null, bigBytes: 100000, chunked: false,
+  };
   const pages = new Map(); // opaque paging: id -> "Type?query"
   let pageSeq = 0;
   const logFd = args.log ? fs.openSync(args.log, 'a') : null;
@@ -167,6 +195,12 @@ async function start(args) {
   };
   const tls = args.tlsCert ? { cert: fs.readFileSync(args.tlsCert), key: fs.readFileSync(args.tlsKey) } : null;
   let origin = null; // set after listen
+  // the same listener under another name: localhost for an address, and back
+  const otherOrigin = () => {
+    const u = new URL(origin);
+    u.hostname = u.hostname === 'localhost' ? '127.0.0.1' : 'localhost';
+    return u.origin;
+  };
 
   const send = (res, status, body, headers = {}) => {
     const text = typeof body === 'string' ? body : JSON.stringify(body);
@@ -258,6 +292,7 @@ async function start(args) {
           nq.set('_offset', String(offset + count));
           next = `${origin}${FHIR_PREFIX}/${path}?${nq}`;
         }
+        if (disp === 'foreign_next') next = (st.foreignOrigin || otherOrigin()) + next.slice(origin.length);
         b.link.push({ relation: 'next', url: next });
       }
       if (disp === 'include' && !countOnly) {
@@ -276,6 +311,18 @@ async function start(args) {
   }
 
   function finish(res, status, obj, disp) {
+    if (disp === 'big' && status === 200) {
+      const size = Buffer.byteLength(JSON.stringify(obj));
+      const pad = Math.max(0, st.bigBytes - size) + 64;
+      obj = { ...obj, meta: { tag: [{ system: 'urn:portalmetrics-test:padding', code: 'padding', display: 'x'.repeat(pad) }] } };
+      const text = JSON.stringify(obj);
+      if (!st.chunked) return send(res, 200, text);
+      const buf = Buffer.from(text);
+      res.writeHead(200, { 'content-type': FHIR_JSON });
+      for (let off = 0; off < buf.length; off += 1024) res.write(buf.subarray(off, off + 1024));
+      res.end();
+      return;
+    }
     const text = JSON.stringify(obj);
     if (disp === 'truncated') {
       const buf = Buffer.from(text);
@@ -300,17 +347,23 @@ async function start(args) {
       if (method === 'POST') {
         let c;
         try { c = JSON.parse(req.bodyText || '{}'); } catch { return send(res, 400, { error: 'control body is not JSON' }, { 'content-type': 'application/json' }); }
-        const modes = ['ok', '429', '503', 'hang', 'garbage', 'truncated', 'outcome', 'nototal', 'include'];
+        const modes = ['ok', '429', '503', 'hang', 'garbage', 'truncated', 'outcome', 'nototal', 'include', 'foreign_next', 'big'];
         if (c.mode !== undefined) {
           if (!modes.includes(String(c.mode))) return send(res, 400, { error: `mode must be one of ${modes.join(' ')}` }, { 'content-type': 'application/json' });
           st.mode = String(c.mode);
           st.remaining = c.count === undefined || c.count === null ? null : Number(c.count);
         }
-        if (c.retry_after !== undefined) st.retryAfter = c.retry_after;
+        if (c.retry_after !== undefined) { st.retryAfter = c.retry_after; st.retryAfterN = 0; }
         if (c.delay_ms !== undefined) st.delayMs = Number(c.delay_ms);
+        if (c.foreign_origin !== undefined) st.foreignOrigin = c.foreign_origin ? String(c.foreign_origin).replace(/\/+$/, '') : null;
+        if (c.big_bytes !== undefined) st.bigBytes = Number(c.big_bytes);
+        if (c.chunked !== undefined) st.chunked = !!c.chunked;
         if (c.reset_stats) { st.stats = {}; st.inflightMax = st.inflight; }
       }
-      return send(res, 200, { mode: st.mode, remaining: st.remaining, retry_after: st.retryAfter, delay_ms: st.delayMs, requests: st.stats, inflight: st.inflight, inflight_max: st.inflightMax }, { 'content-type': 'application/json' });
+      return send(res, 200, {
+        mode: st.mode, remaining: st.remaining, retry_after: st.retryAfter, delay_ms: st.delayMs, requests: st.stats, inflight: st.inflight, inflight_max: st.inflightMax,
+        foreign_origin: st.foreignOrigin, big_bytes: st.bigBytes, chunked: st.chunked,
+      }, { 'content-type': 'application/json' });
     }
 
     if (pathOnly === '/auth/token') {
@@ -364,12 +417,15 @@ async function start(args) {
     if (st.delayMs > 0) await new Promise((r) => setTimeout(r, st.delayMs));
     switch (disp) {
       case '429':
-      case '503':
-        return send(res, Number(disp), outcome('error', 'throttled', `test server fault ${disp}`), { 'retry-after': String(st.retryAfter) });
+      case '503': {
+        let ra = st.retryAfter;
+        if (Array.isArray(ra)) ra = ra.length ? ra[Math.min(st.retryAfterN++, ra.length - 1)] : 1;
+        return send(res, Number(disp), outcome('error', 'throttled', `test server fault ${disp}`), { 'retry-after': String(ra) });
+      }
       case 'garbage':
         return send(res, 200, '{"resourceType":"Bundle","type":"searchset","total":12,"entry":[{"resource":{"resourceType":"Patient",,,garbage\u0000\n');
       case 'outcome':
-        return send(res, 400, outcome('error', 'processing', 'test server fault: invalid search'));
+        return send(res, 400, outcome('error', 'processing', `test server fault: invalid search for patient ${FAKE_PATIENT}`));
       default:
         return fhirSearchOrRead(req, res, rel, disp);
     }
@@ -428,4 +484,4 @@ if (require.main === module) {
   }).catch((e) => { process.stderr.write(`server.js: ${e.stack || e}\n`); process.exit(1); });
 }
 
-module.exports = { start, parseArgs };
+module.exports = { start, parseArgs, FAKE_PATIENT };
