@@ -8,6 +8,11 @@
  *          adding the match entries (and their classes) of each page.
  *          Classified and total = "page" queries start here.
  *
+ * Paging queries that search the same thing (resource, parameters, date
+ * parameter) and differ only in how they classify share one bucket per
+ * day: the default set's two message queries page the day's
+ * Communications once, and each page is classified once per query.
+ *
  * A failed request is retried (same URL: counts are added only from
  * pages that were read whole, so a retry never counts twice) after
  * Retry-After or an exponential backoff with jitter; what cannot succeed
@@ -55,11 +60,17 @@ enum { PHASE_COUNT, PHASE_PAGE };
 
 typedef struct run run_t;
 
+#define SHARE_MAX 8 /* queries sharing one bucket at most */
+
 typedef struct bucket {
   run_t *run;
-  size_t qi;
+  size_t qi;              /* the first query: its URL */
   const fhir_window_t *w; /* NULL: a gauge */
   fhir_bucket_result_t *res;
+  /* Every query the bucket counts for, qi first, and its result. */
+  size_t nq;
+  size_t qis[SHARE_MAX];
+  fhir_bucket_result_t *ress[SHARE_MAX];
   int phase;
   char *url; /* the request in flight or waiting */
   int attempts;
@@ -137,21 +148,34 @@ static int64_t wall_us(void) {
 static void on_done(const fhir_http_result_t *r, void *arg);
 
 static void bucket_fail(bucket_t *b, int reason) {
-  b->res->ok = 0;
-  b->res->reason = reason;
-  b->run->out->q[b->qi].failed++;
+  for (size_t m = 0; m < b->nq; m++) {
+    b->ress[m]->ok = 0;
+    b->ress[m]->reason = reason;
+    b->run->out->q[b->qis[m]].failed++;
+  }
   free(b->url);
   b->url = NULL;
 }
 
+static void bucket_done(bucket_t *b) {
+  for (size_t m = 0; m < b->nq; m++)
+    b->ress[m]->ok = 1;
+  free(b->url);
+  b->url = NULL;
+}
+
+/* A failed attempt: once in fhir.errors (global), and against every query
+ * the bucket counts for (their log lines and episodes). */
 static void note_error(bucket_t *b, int reason, const char *detail) {
   fhir_run_result_t *o = b->run->out;
-  fhir_query_result_t *qr = &o->q[b->qi];
   o->errors[reason]++;
-  qr->errors[reason]++;
-  if (qr->detail[0] == '\0')
-    snprintf(qr->detail, sizeof(qr->detail), "%.16s: %.90s from %.100s",
-             fhir_reason_name(reason), detail, b->run->c->origin);
+  for (size_t m = 0; m < b->nq; m++) {
+    fhir_query_result_t *qr = &o->q[b->qis[m]];
+    qr->errors[reason]++;
+    if (qr->detail[0] == '\0')
+      snprintf(qr->detail, sizeof(qr->detail), "%.16s: %.90s from %.100s",
+               fhir_reason_name(reason), detail, b->run->c->origin);
+  }
 }
 
 /* Queue the bucket's current URL after delay_us. On failure to queue
@@ -163,7 +187,8 @@ static void submit(bucket_t *b, int64_t delay_us) {
     if (run->auth_dead) {
       /* Counted against the query (its log line and episode), not again
        * in fhir.errors: the one failure to get credentials was. */
-      run->out->q[b->qi].errors[FHIR_R_AUTH]++;
+      for (size_t m = 0; m < b->nq; m++)
+        run->out->q[b->qis[m]].errors[FHIR_R_AUTH]++;
       bucket_fail(b, FHIR_R_AUTH);
       return;
     }
@@ -255,16 +280,16 @@ static void on_page(bucket_t *b, const fhir_http_result_t *r) {
     return;
   }
   b->attempts = 0;
-  b->res->pages++;
+  for (size_t m = 0; m < b->nq; m++)
+    b->ress[m]->pages++;
   if (b->phase == PHASE_COUNT) {
     int has_total = page.has_total;
     int64_t total = page.total;
     fhir_page_free(&page);
     if (has_total) {
-      b->res->matches = (uint64_t)total;
-      b->res->ok = 1;
-      free(b->url);
-      b->url = NULL;
+      for (size_t m = 0; m < b->nq; m++)
+        b->ress[m]->matches = (uint64_t)total;
+      bucket_done(b);
       return;
     }
     /* No total: count the entries themselves. */
@@ -276,13 +301,33 @@ static void on_page(bucket_t *b, const fhir_http_result_t *r) {
     submit(b, 0);
     return;
   }
-  b->res->matches += page.matches;
-  if (b->res->classes)
-    classes_add(b->res->classes, &page);
+  for (size_t m = 0; m < b->nq; m++) {
+    const fhir_query_t *qm = &c->queries[b->qis[m]];
+    fhir_bucket_result_t *res = b->ress[m];
+    res->matches += page.matches;
+    if (res->classes == NULL)
+      continue;
+    if (m == 0 || (q->classify && strcmp(qm->classify, q->classify) == 0)) {
+      classes_add(res->classes, &page);
+      continue;
+    }
+    /* Another path through the same page. The body parsed once, so only
+     * running out of memory can fail here. */
+    fhir_classify_t clm = {qm->classify};
+    fhir_page_t pm;
+    int rcm = fhir_page_parse(r->body, r->len, &clm, &pm, NULL, 0);
+    if (rcm == FHIR_OK)
+      classes_add(res->classes, &pm);
+    fhir_page_free(&pm);
+    if (rcm != FHIR_OK) {
+      fhir_page_free(&page);
+      retry_or_fail(b, FHIR_R_FAILED, 1, -1, fhir_err_str(rcm));
+      return;
+    }
+  }
   if (page.next == NULL) {
-    b->res->ok = 1;
-    free(b->url);
-    b->url = NULL;
+    fhir_page_free(&page);
+    bucket_done(b);
     return;
   }
   /* The next link goes where the server says, exactly as given, but our
@@ -387,6 +432,18 @@ static void on_done(const fhir_http_result_t *r, void *arg) {
   }
 }
 
+static int same_str(const char *a, const char *b) {
+  return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* Two paging queries that would send the same requests. */
+static int same_search(const fhir_query_t *a, const fhir_query_t *b) {
+  return (a->classify || a->always_page) && (b->classify || b->always_page) &&
+         strcmp(a->resource, b->resource) == 0 &&
+         strcmp(a->params, b->params) == 0 &&
+         same_str(a->date_param, b->date_param);
+}
+
 int fhir_run(const fhir_conf_t *c, fhir_http_t *http, fhir_auth_t *auth,
              int64_t now_us, uint64_t seed, int (*stop)(void *), void *stop_arg,
              fhir_run_result_t *out) {
@@ -420,27 +477,42 @@ int fhir_run(const fhir_conf_t *c, fhir_http_t *http, fhir_auth_t *auth,
   fhir_http_stats_t before;
   fhir_http_stats(http, &before);
 
-  /* Oldest day first, query by query: the engine starts them in this
-   * order, so the days a cut-short run leaves out are the recent ones,
-   * which the next run recomputes anyway. */
+  /* Newest day first: the engine starts requests in this order, so when
+   * a run is cut short, what it leaves out are the oldest days, which
+   * earlier runs counted and which rarely change, not today's. */
   size_t k = 0;
-  for (int d = 0; d < nw; d++)
+  for (int d = nw - 1; d >= 0; d--) {
+    size_t day_first = k;
     for (size_t i = 0; i < c->n_queries; i++) {
       const fhir_query_t *q = &c->queries[i];
       if (!q->date_param && d != nw - 1)
         continue;
-      bucket_t *b = &bs[k++];
-      b->run = &run;
-      b->qi = i;
-      b->w = q->date_param ? &out->windows[d] : NULL;
-      b->res = &out->q[i].b[q->date_param ? (size_t)d : 0];
-      b->phase = (q->classify || q->always_page) ? PHASE_PAGE : PHASE_COUNT;
-      if (first_url(b) != 0) {
-        bucket_fail(b, FHIR_R_FAILED);
+      fhir_bucket_result_t *res = &out->q[i].b[q->date_param ? (size_t)d : 0];
+      int pages = q->classify || q->always_page;
+      bucket_t *b = NULL;
+      for (size_t j = day_first; pages && j < k && b == NULL; j++)
+        if (bs[j].phase == PHASE_PAGE && bs[j].nq < SHARE_MAX &&
+            same_search(&c->queries[bs[j].qi], q))
+          b = &bs[j];
+      if (b == NULL) {
+        b = &bs[k++];
+        b->run = &run;
+        b->qi = i;
+        b->w = q->date_param ? &out->windows[d] : NULL;
+        b->res = res;
+        b->phase = pages ? PHASE_PAGE : PHASE_COUNT;
+      }
+      b->qis[b->nq] = i;
+      b->ress[b->nq++] = res;
+    }
+    for (size_t j = day_first; j < k; j++) {
+      if (first_url(&bs[j]) != 0) {
+        bucket_fail(&bs[j], FHIR_R_FAILED);
         continue;
       }
-      submit(b, 0);
+      submit(&bs[j], 0);
     }
+  }
   int rc = fhir_http_run(http, stop, stop_arg);
   if (rc == PM_ETIMEOUT)
     out->stopped = 1;

@@ -192,4 +192,13 @@ grep -n -E 'Patient/|identifier=|pat-[0-9]{4}|comm-[0-9]{4}|acct-[0-9]' "$T/daem
   && fail "patient data in the daemon log: $(head -3 "$FHIR_DIR/leak")"
 grep -q "\[def\] .*CapabilityStatement read" "$T/daemon.log" || fail "the privacy check would see nothing: no collector lines in the log"
 echo "e) the daemon log has no query string, patient reference or identifier ($(grep -c . "$T/daemon.log") lines)"
+# f) the default set's two message queries share their pages: every run
+# fetched each day's first Communication page once, as many times as the
+# day's lab-report count (one request a run); unshared, twice as many.
+day=$(node -p "require('$FHIR_TRUTH').generated.days[3]")
+comm=$(fhir_req_count plain ok "^/fhir/R4/Communication[?].*sent=ge${day}T.*_count=[0-9]+\$")
+labs=$(fhir_req_count plain ok "^/fhir/R4/DiagnosticReport[?].*issued=ge${day}T")
+[ "$labs" -ge 2 ] || fail "f) only $labs runs counted lab reports of $day"
+[ "$comm" = "$labs" ] || fail "f) $comm first Communication pages of $day in $labs runs: the message queries do not share"
+echo "f) $labs runs fetched $day's first Communication page once each (two queries share it)"
 echo "ok: default set, custom queries (the unanswerable one caught), nototal and opaque/include paging equal the truth; set semantics and late corrections; no patient data logged ($((SECONDS - start)) s)"
