@@ -22,7 +22,9 @@ pm_pg_as() {  # run a command as the cluster's owner
 pm_pg_free_port() {
   local p
   while :; do
-    p=$(( 20000 + RANDOM % 20000 ))
+    # below the ephemeral range (32768-60999), where outgoing connections
+    # take their local ports
+    p=$(( 10000 + RANDOM % 20000 ))
     (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
 }

@@ -57,7 +57,9 @@ echo "outage: RSS ${rss1} -> ${rss2} kB (+${grow}); spool ${du1} -> ${du2} kB (+
 [ "$sgrow" -gt 12288 ] || fail "the spool grew by only ${sgrow} kB in 12 s: not enough load to judge"
 # Under AddressSanitizer freed memory sits in its quarantine, so RSS says
 # nothing about the daemon there: the bound is checked in the plain build.
-if ldd "$PMD" 2>/dev/null | grep -q libasan; then
+# (grep without -q: with pipefail, grep -q quitting early can kill ldd
+# with SIGPIPE and fail the pipeline)
+if ldd "$PMD" 2>/dev/null | grep libasan >/dev/null; then
   echo "outage: sanitizer build: RSS bound not checked (ASan's quarantine)"
 else
   [ "$grow" -lt "$RSS_MAX_KB" ] || fail "RSS grew by ${grow} kB while the spool grew by ${sgrow} kB"
