@@ -373,7 +373,11 @@ typedef struct pm_plugin {
    * host). Loop thread. On success store the plugin's state in *self
    * (owned by the plugin until destroy) and return 0; on failure log why
    * with host->log and return an error: the collector is not started.
-   * `host` is valid until the daemon exits. */
+   * `host` is valid until the daemon exits. `--check-config` calls
+   * create and then destroy at once, maybe beside a running daemon:
+   * check settings and files here, but open no socket, make no
+   * connection, start no thread and write no state (start and collect
+   * do that). */
   int (*create)(pm_instance_t *inst, const pm_host_t *host, void **self);
 
   /* PM_POLL: collect once, emitting samples with host->emit. Worker
