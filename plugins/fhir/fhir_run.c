@@ -84,7 +84,22 @@ struct run {
   fhir_run_result_t *out;
   uint64_t rng;
   int auth_dead; /* credentials failed this run: fail fast */
+  /* The Authorization header, kept for HDR_KEEP_US: basic and bearer
+   * read their secret file to make it, and a run sends hundreds of
+   * requests. A SMART token is valid a minute past any fetch. */
+  char *hdr;
+  int64_t hdr_at_us;
 };
+
+#define HDR_KEEP_US (30 * 1000000LL)
+
+static void drop_header(run_t *run) {
+  if (run->hdr) {
+    OPENSSL_cleanse(run->hdr, strlen(run->hdr));
+    free(run->hdr);
+    run->hdr = NULL;
+  }
+}
 
 static uint64_t xorshift(uint64_t *s) {
   uint64_t x = *s ? *s : 0x9e3779b97f4a7c15ULL;
@@ -182,8 +197,9 @@ static void note_error(bucket_t *b, int reason, const char *detail) {
  * (out of memory, or the run is stopping) the bucket fails. */
 static void submit(bucket_t *b, int64_t delay_us) {
   run_t *run = b->run;
-  char *hdr = NULL;
-  if (run->auth) {
+  if (run->auth && run->hdr && wall_us() - run->hdr_at_us > HDR_KEEP_US)
+    drop_header(run);
+  if (run->auth && run->hdr == NULL) {
     if (run->auth_dead) {
       /* Counted against the query (its log line and episode), not again
        * in fhir.errors: the one failure to get credentials was. */
@@ -193,7 +209,9 @@ static void submit(bucket_t *b, int64_t delay_us) {
       return;
     }
     char err[FHIR_AUTH_ERR_MAX];
-    int rc = fhir_auth_header(run->auth, wall_us(), &hdr, err, sizeof(err));
+    run->hdr_at_us = wall_us();
+    int rc = fhir_auth_header(run->auth, run->hdr_at_us, &run->hdr, err,
+                              sizeof(err));
     if (rc != 0) {
       run->auth_dead = 1;
       run->out->auth_failed = 1;
@@ -203,11 +221,7 @@ static void submit(bucket_t *b, int64_t delay_us) {
       return;
     }
   }
-  int rc = fhir_http_get(run->http, b->url, hdr, delay_us, on_done, b);
-  if (hdr) {
-    OPENSSL_cleanse(hdr, strlen(hdr));
-    free(hdr);
-  }
+  int rc = fhir_http_get(run->http, b->url, run->hdr, delay_us, on_done, b);
   if (rc != 0)
     bucket_fail(b, rc == PM_ESTOPPED ? FHIR_R_TIMEOUT : FHIR_R_FAILED);
 }
@@ -398,6 +412,7 @@ static void on_done(const fhir_http_result_t *r, void *arg) {
     int again = run->auth && !b->reauthed;
     if (again) {
       fhir_auth_invalidate(run->auth);
+      drop_header(run); /* the retry asks for a new one */
       b->reauthed = 1;
     }
     retry_or_fail(b, FHIR_R_AUTH, again, 0, detail);
@@ -473,7 +488,8 @@ int fhir_run(const fhir_conf_t *c, fhir_http_t *http, fhir_auth_t *auth,
   bucket_t *bs = calloc(nb ? nb : 1, sizeof(*bs));
   if (bs == NULL)
     return PM_ENOMEM;
-  run_t run = {c, http, auth, out, seed ? seed : 1, 0};
+  run_t run = {
+      .c = c, .http = http, .auth = auth, .out = out, .rng = seed ? seed : 1};
   fhir_http_stats_t before;
   fhir_http_stats(http, &before);
 
@@ -514,6 +530,7 @@ int fhir_run(const fhir_conf_t *c, fhir_http_t *http, fhir_auth_t *auth,
     }
   }
   int rc = fhir_http_run(http, stop, stop_arg);
+  drop_header(&run);
   if (rc == PM_ETIMEOUT)
     out->stopped = 1;
   fhir_http_stats_t after;
